@@ -1,0 +1,1 @@
+"""Numeric code only: sources, numba kernels, filters, peak detection, the processing graph."""
