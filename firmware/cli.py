@@ -1,0 +1,166 @@
+"""The `pafw` command line: run | config check/default | analyze | simulate | bench.
+
+Expected failures (bad config, missing file, unusable device) print one clear message and
+exit non-zero without a traceback: 2 for configuration errors, 1 for the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from firmware import __version__
+from firmware.errors import ConfigError, PafwError
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used to render the CLI reference)."""
+    parser = argparse.ArgumentParser(
+        prog="pafw", description="Photoacoustic gas analyzer firmware."
+    )
+    parser.add_argument("--version", action="version", version=f"pafw {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the analyzer (default config: the simulator)")
+    run.add_argument("--config", type=Path, help="config file (default: the built-in one)")
+    run.add_argument("--seconds", type=float, help="stop after this long (default: forever)")
+    run.add_argument("--no-realtime", action="store_true",
+                     help="process as fast as possible instead of pacing to real time")
+
+    config = sub.add_parser("config", help="check or print configuration")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = config_sub.add_parser("check", help="validate a config file (exit 2 on error)")
+    check.add_argument("file", type=Path)
+    config_sub.add_parser("default", help="print the built-in config, commented")
+
+    analyze = sub.add_parser("analyze", help="run the graph over a WAV file, one row per frame")
+    analyze.add_argument("file", type=Path)
+    analyze.add_argument("--config", type=Path)
+    analyze.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    analyze.add_argument("--out", type=Path, help="output file (default: stdout)")
+
+    simulate = sub.add_parser("simulate", help="write a simulated recording and its truth")
+    simulate.add_argument("--seconds", type=float, required=True)
+    simulate.add_argument("--out", type=Path, required=True, help="WAV file to write")
+    simulate.add_argument("--concentration", metavar="PROFILE",
+                          help="1000 | ramp:START:END:SECONDS | steps:A,B,C:SECONDS | csv:FILE")
+    simulate.add_argument("--seed", type=int)
+    simulate.add_argument("--config", type=Path)
+    simulate.add_argument("--format", choices=["int16", "int24", "int32", "float32"],
+                          default="float32")
+
+    bench = sub.add_parser("bench", help="measure the DSP graph against a scipy reference")
+    bench.add_argument("--config", type=Path)
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--frames", type=int, default=200)
+    bench.add_argument("--rounds", type=int, default=7)
+    bench.add_argument("--probe-first-result", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def _load(path: Path | None):  # noqa: ANN202 - ConfigDocument, imported lazily for start-up time
+    from firmware.config import load_config
+
+    return load_config(path)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from firmware.logsetup import setup_logging
+    from firmware.service import Service
+
+    doc = _load(args.config)
+    setup_logging(doc.config.logging.level, doc.config.logging.format)
+    realtime = doc.config.acquisition.realtime
+    realtime = (True if realtime is None else realtime) and not args.no_realtime
+    service = Service(doc, realtime=realtime)
+    service.install_signal_handlers()
+    return service.run(duration_s=args.seconds)
+
+
+def _cmd_config(args: argparse.Namespace, out: TextIO) -> int:
+    from firmware.config import default_config_text
+
+    if args.config_command == "default":
+        out.write(default_config_text())
+        return EXIT_OK
+    from firmware.appliance import check_graph
+
+    doc = _load(args.file)
+    check_graph(doc)
+    out.write(f"{args.file}: OK ({len(doc.config.processing.default_graph.nodes)} nodes)\n")
+    return EXIT_OK
+
+
+def _cmd_analyze(args: argparse.Namespace, out: TextIO) -> int:
+    from firmware.offline import analyze
+
+    if not args.file.is_file():
+        raise PafwError(f"{args.file}: no such file")
+    doc = _load(args.config)
+    if args.out is None:
+        analyze(doc, args.file, out, fmt=args.format)
+    else:
+        with args.out.open("w", newline="") as fh:
+            rows = analyze(doc, args.file, fh, fmt=args.format)
+        print(f"wrote {rows} rows to {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from firmware.offline import simulate
+
+    doc = _load(args.config)
+    truth = simulate(doc, seconds=args.seconds, out_path=args.out,
+                     concentration=args.concentration, seed=args.seed,
+                     sample_format=args.format)
+    print(f"wrote {args.out} and {truth}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
+    from firmware.bench import format_report, probe_first_result, run_bench
+
+    doc = _load(args.config)
+    if args.probe_first_result:
+        probe_first_result(doc)
+        return EXIT_OK
+    figures = run_bench(doc, config_path=args.config, frames=args.frames, rounds=args.rounds)
+    out.write(json.dumps(figures) + "\n" if args.json else format_report(figures) + "\n")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `pafw` console script."""
+    args = build_parser().parse_args(argv)
+    out = sys.stdout
+    try:
+        if args.command == "run":
+            return _cmd_run(args)
+        if args.command == "config":
+            return _cmd_config(args, out)
+        if args.command == "analyze":
+            return _cmd_analyze(args, out)
+        if args.command == "simulate":
+            return _cmd_simulate(args)
+        return _cmd_bench(args, out)
+    except ConfigError as exc:
+        print("pafw: configuration error:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    except PafwError as exc:
+        print(f"pafw: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

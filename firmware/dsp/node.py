@@ -1,0 +1,64 @@
+"""Base class of processing nodes and the context they are built in.
+
+A node is built once from its validated ``Params`` and a ``BuildContext`` (sample rate, frame
+size, channel count of its input, shared state) and allocates every buffer it needs there.
+``process`` is then called once per frame on the DSP thread with the upstream node's output
+buffer and returns its own output buffer: no allocation, no I/O, no waiting.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from firmware.strict_model import StrictModel
+
+if TYPE_CHECKING:
+    from firmware.dsp.frame import Frame
+    from firmware.state import ComputingState
+
+
+@dataclass
+class BuildContext:
+    """What a node needs to know to allocate its buffers and find its peers."""
+
+    sample_rate: int
+    frame_size: int
+    input_channels: int
+    state: ComputingState
+    state_dir: Path
+    upstream_ids: list[str] = field(default_factory=list)
+    node_types_by_id: dict[str, str] = field(default_factory=dict)
+
+
+class Node(ABC):
+    """One step of the processing graph.
+
+    Subclasses set ``type_name`` and ``Params`` and implement ``process``. ``output_channels``
+    tells downstream nodes how many rows the output buffer has (1 or 2).
+    """
+
+    type_name: ClassVar[str]
+    Params: ClassVar[type[StrictModel]]
+    #: True for nodes that publish a result into ComputingState (peak finder, concentration)
+    computing: ClassVar[bool] = False
+
+    def __init__(self, node_id: str, params: Any, ctx: BuildContext) -> None:
+        self.node_id = node_id
+        self.params = params
+        self.output_channels = ctx.input_channels
+
+    @abstractmethod
+    def process(self, signal: np.ndarray, frame: Frame) -> np.ndarray:
+        """Consume ``signal`` (shape (channels, n)) for ``frame`` and return the output buffer."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most nodes hold nothing to release
+        """Release files or threads; idempotent."""
+
+    def get_status(self) -> dict[str, Any]:
+        """Node-specific status (JSON-safe); the graph adds timing statistics."""
+        return {}

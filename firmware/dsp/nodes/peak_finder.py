@@ -1,0 +1,102 @@
+"""Peak finder node: the resonance's frequency and amplitude from a windowed FFT."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from firmware.dsp.frame import Frame
+from firmware.dsp.node import BuildContext, Node
+from firmware.dsp.peaks import PeakFinder
+from firmware.dsp.registry import register
+from firmware.errors import ConfigError, DspError
+from firmware.state import ComputingResult
+from firmware.strict_model import StrictModel
+
+
+class PeakFinderParams(StrictModel):
+    """Search ``frequency_min``..``frequency_max`` Hz of an ``fft_size``-point spectrum."""
+
+    fft_size: int = Field(4096, ge=64, le=65536)
+    frequency_min: float = Field(1500.0, ge=0)
+    frequency_max: float = Field(2500.0, gt=0)
+    window: Literal["hann", "blackmanharris", "flattop", "rectangular"] = "hann"
+    detection_threshold_db: float = Field(
+        12.0, ge=0, le=120, description="peak over noise floor needed to report a detection"
+    )
+    coherence_frames: int = Field(5, ge=1, le=1000)
+    smoothing: float = Field(
+        1.0, gt=0, le=1, description="EMA weight of each new value (1 = no smoothing)"
+    )
+    channel: Literal["A", "B"] = Field("A", description="channel analysed for a stereo input")
+
+    @model_validator(mode="after")
+    def _range_ordered(self) -> PeakFinderParams:
+        if self.frequency_max <= self.frequency_min:
+            raise ValueError(
+                f"frequency_max ({self.frequency_max}) must be above frequency_min "
+                f"({self.frequency_min})"
+            )
+        return self
+
+
+@register
+class PeakFinderNode(Node):
+    """Publishes frequency, amplitude (input units and dB), SNR and coherence every frame.
+
+    Pass-through: its output is its input, so filters or recorders can follow it.
+    """
+
+    type_name = "peak_finder"
+    Params = PeakFinderParams
+    computing = True
+
+    def __init__(self, node_id: str, params: PeakFinderParams, ctx: BuildContext) -> None:
+        super().__init__(node_id, params, ctx)
+        nyquist = ctx.sample_rate / 2.0
+        if params.frequency_max > nyquist:
+            raise ConfigError(
+                f"node {node_id!r} (peak_finder): frequency_max {params.frequency_max} Hz is "
+                f"above the Nyquist frequency {nyquist} Hz of a {ctx.sample_rate} Hz stream"
+            )
+        try:
+            self._finder = PeakFinder(
+                sample_rate=ctx.sample_rate,
+                fft_size=params.fft_size,
+                frequency_min_hz=params.frequency_min,
+                frequency_max_hz=params.frequency_max,
+                window=params.window,
+                detection_threshold_db=params.detection_threshold_db,
+                coherence_frames=params.coherence_frames,
+                smoothing=params.smoothing,
+            )
+        except DspError as exc:
+            raise ConfigError(f"node {node_id!r} (peak_finder): {exc}") from None
+        self._row = 1 if (params.channel == "B" and ctx.input_channels == 2) else 0
+        self._state = ctx.state
+        self.detections = 0
+
+    def process(self, signal: np.ndarray, frame: Frame) -> np.ndarray:
+        peak = self._finder.process(signal[self._row])
+        self.detections += peak.detected
+        self._state.publish(
+            ComputingResult(
+                node_id=self.node_id,
+                kind="peak",
+                timestamp=frame.wall_time,
+                monotonic=frame.timestamp,
+                sequence=frame.sequence,
+                detected=peak.detected,
+                frequency_hz=peak.frequency_hz,
+                amplitude=peak.amplitude,
+                amplitude_db=peak.amplitude_db,
+                snr_db=peak.snr_db,
+                coherence=peak.coherence,
+            )
+        )
+        return signal
+
+    def get_status(self) -> dict[str, Any]:
+        return {"detections": self.detections}

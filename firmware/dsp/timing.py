@@ -1,0 +1,46 @@
+"""Per-node processing-time statistics with a fixed-size ring (no allocation per frame)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+class TimingStats:
+    """Count, mean, max over the whole run and p50/p99 over the last ``window`` samples."""
+
+    def __init__(self, window: int = 2048) -> None:
+        self._ring = np.zeros(window, dtype=np.int64)
+        self._window = window
+        self.count = 0
+        self.total_ns = 0
+        self.max_ns = 0
+
+    def record(self, duration_ns: int) -> None:
+        """Add one duration (nanoseconds)."""
+        self._ring[self.count % self._window] = duration_ns
+        self.count += 1
+        self.total_ns += duration_ns
+        if duration_ns > self.max_ns:
+            self.max_ns = duration_ns
+
+    def reset(self) -> None:
+        """Forget everything (after warm-up, so compile time does not count)."""
+        self.count = 0
+        self.total_ns = 0
+        self.max_ns = 0
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-safe figures in microseconds."""
+        filled = self._ring[: min(self.count, self._window)]
+        if self.count == 0:
+            return {"count": 0, "mean_us": None, "p50_us": None, "p99_us": None, "max_us": None}
+        p50, p99 = np.percentile(filled, [50, 99]) / 1000.0
+        return {
+            "count": self.count,
+            "mean_us": round(self.total_ns / self.count / 1000.0, 2),
+            "p50_us": round(float(p50), 2),
+            "p99_us": round(float(p99), 2),
+            "max_us": round(self.max_ns / 1000.0, 2),
+        }

@@ -1,0 +1,89 @@
+"""ComputingState: the latest result of every computing node, shared across threads.
+
+The DSP thread publishes a new immutable ``ComputingResult`` per node and frame by replacing
+one dict entry (an atomic operation under the GIL); readers take the whole object. Nothing
+is ever mutated in place, so a reader always sees one consistent result and never blocks the
+writer: no lock is taken on the hot path.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+
+
+def iso_utc(epoch_s: float) -> str:
+    """ISO 8601 UTC string with millisecond precision for an epoch timestamp."""
+    return datetime.fromtimestamp(epoch_s, tz=UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True, slots=True)
+class ComputingResult:
+    """One node's output for one frame. Unknown values are NaN (``None`` once serialised)."""
+
+    node_id: str
+    kind: str
+    timestamp: float
+    monotonic: float
+    sequence: int
+    detected: bool = False
+    frequency_hz: float = math.nan
+    amplitude: float = math.nan
+    amplitude_db: float = math.nan
+    snr_db: float = math.nan
+    coherence: float = math.nan
+    phase_rad: float = math.nan
+    concentration_ppm: float = math.nan
+    source_node_id: str | None = None
+    clamped: bool = False
+
+    def age_s(self, now_monotonic: float | None = None) -> float:
+        """Seconds since the frame this result came from was captured."""
+        return (time.monotonic() if now_monotonic is None else now_monotonic) - self.monotonic
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict: NaN becomes None, timestamps as epoch seconds and ISO 8601 UTC."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                value = None
+            out[f.name] = value
+        out["time"] = iso_utc(self.timestamp)
+        return out
+
+
+class ComputingState:
+    """Latest result per node id; written by the DSP thread, read from anywhere."""
+
+    def __init__(self) -> None:
+        self._latest: dict[str, ComputingResult] = {}
+        self._updates = 0
+
+    def publish(self, result: ComputingResult) -> None:
+        """Replace the node's latest result (DSP thread only)."""
+        self._latest[result.node_id] = result
+        self._updates += 1
+
+    def get(self, node_id: str) -> ComputingResult | None:
+        """The node's latest result, or None if it has produced none yet."""
+        return self._latest.get(node_id)
+
+    def snapshot(self) -> dict[str, ComputingResult]:
+        """A consistent copy of every node's latest result."""
+        return dict(self._latest)
+
+    @property
+    def updates(self) -> int:
+        """Number of results published since start."""
+        return self._updates
+
+    def get_status(self) -> dict[str, Any]:
+        """Status dict: update count and the latest results, JSON-safe."""
+        return {
+            "updates": self._updates,
+            "results": {k: v.to_dict() for k, v in self.snapshot().items()},
+        }
