@@ -22,7 +22,7 @@ from firmware.dsp.jit_cache import use_cache_dir
 from firmware.dsp.source_factory import make_source
 from firmware.dsp.sources import AudioSource
 from firmware.errors import PafwError
-from firmware.state import ComputingState
+from firmware.state import ComputingResult, ComputingState
 
 log = logging.getLogger("pafw.appliance")
 
@@ -167,6 +167,11 @@ class Analyzer:
             self._thread = None
         self.source.close()
         self.graph.close()
+
+    def latest_results(self) -> list[ComputingResult]:
+        """The latest result of each computing node that has produced one, in graph order."""
+        results = (self.state.get(i) for i in self.graph.computing_node_ids())
+        return [r for r in results if r is not None]
 
     @property
     def dsp_cpu_s(self) -> float:

@@ -12,6 +12,7 @@ from firmware.appliance import Analyzer, graph_calibration, graph_specs
 from firmware.config import ConfigDocument
 from firmware.dsp.profiles import parse_profile
 from firmware.dsp.source_factory import make_source
+from firmware.dsp.source_settings import WavSettings
 from firmware.dsp.wav import WavWriter, read_wav_info
 from firmware.progress import ProgressBar
 from firmware.state import ComputingResult
@@ -45,7 +46,7 @@ def analyze(
         update={
             "source": "wav",
             "sample_rate": info.sample_rate,
-            "wav": {"path": wav_path, "loop": False},
+            "wav": WavSettings(path=wav_path, loop=False),
         }
     )
     doc = doc.with_config(doc.config.model_copy(update={"acquisition": acquisition}))

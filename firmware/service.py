@@ -68,8 +68,7 @@ class Service:
                 frame = analyzer.last_frame
                 log.info(
                     status_line(
-                        [analyzer.state.get(i) for i in analyzer.graph.computing_node_ids()
-                         if analyzer.state.get(i) is not None],
+                        analyzer.latest_results(),
                         truth_ppm=frame.truth_ppm if frame is not None else float("nan"),
                         frames_per_s=(frames - last_frames) / elapsed,
                         cpu_percent=100.0 * (cpu - last_cpu) / elapsed,

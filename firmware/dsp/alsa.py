@@ -12,6 +12,7 @@ exponential backoff (up to ``reopen_max_backoff_s``), counting reopens.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import select
 import threading
@@ -34,7 +35,7 @@ _SCALES = {"S16_LE": 2.0**-15, "S32_LE": 2.0**-31}
 def _import_alsaaudio() -> ModuleType:
     """pyalsaaudio, imported only when an ALSA source is used (tests replace this)."""
     try:
-        import alsaaudio  # noqa: PLC0415
+        import alsaaudio
     except ImportError:
         raise SourceError(
             "the ALSA source needs pyalsaaudio, which is not installed; install the 'alsa' "
@@ -154,10 +155,8 @@ class AlsaSource(AudioSource):
         with self._lock:
             pcm, self._pcm, self._poller = self._pcm, None, None
             if pcm is not None:
-                try:
+                with contextlib.suppress(Exception):  # the device may already be gone
                     pcm.close()
-                except Exception:  # noqa: BLE001 - the device is already gone
-                    pass
 
     def _reopen(self) -> bool:
         """Reopen with exponential backoff until it works or close() is called."""

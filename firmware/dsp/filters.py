@@ -64,7 +64,9 @@ def design_sos(
     comes out unstable or non-finite.
     """
     if family not in FAMILIES:
-        raise DspError(f"family={family!r} is not a filter family; expected one of {list(FAMILIES)}")
+        raise DspError(
+            f"family={family!r} is not a filter family; expected one of {list(FAMILIES)}"
+        )
     if band not in BANDS:
         raise DspError(f"band={band!r} is not a band type; expected one of {list(BANDS)}")
     if isinstance(order, bool) or not isinstance(order, int | np.integer):

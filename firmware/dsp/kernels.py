@@ -223,6 +223,15 @@ def magnitude(spectrum: np.ndarray, out: np.ndarray) -> None:
 
 
 @_JIT
+def magnitude_range(spectrum: np.ndarray, lo: int, hi: int, out: np.ndarray) -> None:
+    """``out[k] = |spectrum[k]|`` for ``lo <= k <= hi`` only: the peak finder needs the bins
+    around its search range, not the whole spectrum."""
+    for k in range(lo, hi + 1):
+        v = spectrum[k]
+        out[k] = math.hypot(v.real, v.imag)
+
+
+@_JIT
 def argmax_range(values: np.ndarray, lo: int, hi: int) -> int:
     """Index of the largest of ``values[lo:hi + 1]`` (first one on ties)."""
     best = lo
@@ -258,6 +267,22 @@ def window_response(window: np.ndarray, delta_bins: float) -> float:
         rot_im = rot_re * step_im + rot_im * step_re
         rot_re = new_re
     return math.hypot(acc_re, acc_im)
+
+
+@_JIT
+def jacobsen_offset(spectrum: np.ndarray, k: int, candan_factor: float) -> float:
+    """Offset in bins of a tone from bin ``k`` of an unwindowed spectrum (Jacobsen + Candan).
+
+    ``delta = candan_factor * Re((X[k-1] - X[k+1]) / (2 X[k] - X[k-1] - X[k+1]))`` with
+    ``candan_factor = tan(pi / N) / (pi / N)``, exact for one complex exponential.
+    """
+    xm = spectrum[k - 1]
+    x0 = spectrum[k]
+    xp = spectrum[k + 1]
+    denominator = 2.0 * x0 - xm - xp
+    if denominator == 0:
+        return 0.0
+    return candan_factor * ((xm - xp) / denominator).real
 
 
 @_JIT
@@ -334,3 +359,42 @@ def _select(a: np.ndarray, m: int, k: int) -> float:
         else:
             return a[k]
     return a[k]
+
+
+# --------------------------------------------------------------------------- lock-in
+
+
+@_JIT
+def demodulate(
+    x: np.ndarray,
+    phase: float,
+    phase_step: float,
+    alpha: float,
+    state_i: np.ndarray,
+    state_q: np.ndarray,
+) -> None:
+    """Mix ``x`` with the reference starting at ``phase`` and low-pass the products.
+
+    ``state_i``/``state_q`` hold one value per first-order stage (``y += alpha * (u - y)``) and
+    are updated in place. The reference is advanced by a complex rotation per sample, restarted
+    from the exact ``phase`` every frame so rounding cannot accumulate beyond one frame.
+    The products are doubled so the low-passed outputs equal the amplitude, not half of it.
+    """
+    stages = state_i.shape[0]
+    ref_sin = math.sin(phase)
+    ref_cos = math.cos(phase)
+    step_sin = math.sin(phase_step)
+    step_cos = math.cos(phase_step)
+    for i in range(x.shape[0]):
+        u_i = 2.0 * x[i] * ref_sin
+        u_q = 2.0 * x[i] * ref_cos
+        for s in range(stages):
+            y_i = state_i[s] + alpha * (u_i - state_i[s])
+            y_q = state_q[s] + alpha * (u_q - state_q[s])
+            state_i[s] = y_i
+            state_q[s] = y_q
+            u_i = y_i
+            u_q = y_q
+        new_sin = ref_sin * step_cos + ref_cos * step_sin
+        ref_cos = ref_cos * step_cos - ref_sin * step_sin
+        ref_sin = new_sin

@@ -88,11 +88,43 @@ class ConcentrationProfile:
         v_here = self._local_value(local)
         return total + float(self._cum[i]) + (local - times[i]) * (self.values[i] + v_here) / 2.0
 
+    def _segment(self, t: float, *, end: bool) -> tuple[float, float, int]:
+        """(cycles, local time, segment index) of ``t``; -1 / len-1 are the hold regions.
+
+        An interval's end point belongs to the segment on its left, so a frame that ends
+        exactly on a step is still wholly inside the step before it.
+        """
+        times = self.times
+        cycles, local = self._wrap(t)
+        if end and self.repeat and cycles > 0 and local == times[0]:
+            cycles, local = cycles - 1.0, local + self.period
+        side = "left" if end else "right"
+        return cycles, local, int(np.searchsorted(times, local, side=side)) - 1
+
+    def _value_in(self, seg: int, local: float) -> float:
+        """Value at ``local`` on segment ``seg`` (exact for constant segments)."""
+        values = self.values
+        if seg < 0:
+            return float(values[0])
+        if seg >= len(values) - 1:
+            return float(values[-1])
+        t_a, t_b = self.times[seg], self.times[seg + 1]
+        frac = (local - t_a) / (t_b - t_a) if t_b > t_a else 0.0
+        return float(values[seg] + frac * (values[seg + 1] - values[seg]))
+
     def mean_over(self, t0: float, t1: float) -> float:
-        """Exact mean concentration over ``[t0, t1]`` (the value at ``t0`` if empty)."""
+        """Exact mean concentration over ``[t0, t1]`` (the value at ``t0`` if empty).
+
+        Within one linear piece the mean is the average of its end values, so a frame inside
+        a constant step reports that step's level exactly (no rounding from integration).
+        """
         if t1 <= t0:
             return self.value_at(t0)
-        return (self._integral(t1) - self._integral(t0)) / (t1 - t0)
+        c0, l0, s0 = self._segment(t0, end=False)
+        c1, l1, s1 = self._segment(t1, end=True)
+        if c0 == c1 and s0 == s1:
+            return 0.5 * (self._value_in(s0, l0) + self._value_in(s1, l1))
+        return float((self._integral(t1) - self._integral(t0)) / (t1 - t0))
 
 
 def load_csv_schedule(path: Path) -> tuple[list[float], list[float]]:

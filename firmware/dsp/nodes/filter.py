@@ -29,7 +29,9 @@ class FilterParams(StrictModel):
     low_hz: float | None = Field(None, gt=0)
     high_hz: float | None = Field(None, gt=0)
     cutoff_hz: float | None = Field(None, gt=0)
-    ripple_db: float = Field(1.0, gt=0, le=20, description="pass-band ripple (Chebyshev I, elliptic)")
+    ripple_db: float = Field(
+        1.0, gt=0, le=20, description="pass-band ripple (Chebyshev I, elliptic)"
+    )
     attenuation_db: float = Field(
         40.0, gt=0, le=200, description="stop-band attenuation (Chebyshev II, elliptic)"
     )

@@ -1,0 +1,190 @@
+"""The configuration: YAML -> validated pydantic models, with errors that point into the file.
+
+``load_config`` reads a YAML file (or the packaged default), substitutes ``${VAR}`` from the
+environment, validates it against ``Config`` and raises one ``ConfigError`` listing every
+problem as ``file:line:column: key.path[3].name: message``. The returned ``ConfigDocument``
+keeps the key positions so errors found later (building the graph needs the sample rate) can
+be reported at the right line too.
+
+The models live in ``config_models``, the YAML side in ``config_yaml`` (with ``config_env`` for
+``${VAR}``), the graph checks in ``config_graph`` and the wording of pydantic errors in
+``config_messages``; this module re-exports the models.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from firmware.config_graph import graph_problems
+from firmware.config_messages import validation_problems
+from firmware.config_models import (
+    DEFAULT_GRAPH,
+    Config,
+    ConnectionSettings,
+    DeviceSettings,
+    GraphSettings,
+    LoggingSettings,
+    NodeSettings,
+    PathsSettings,
+    ProcessingSettings,
+)
+from firmware.config_yaml import KeyPath, Position, format_key_path, parse_yaml
+from firmware.dsp.source_settings import AcquisitionSettings
+from firmware.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_GRAPH",
+    "AcquisitionSettings",
+    "Config",
+    "ConfigDocument",
+    "ConnectionSettings",
+    "DeviceSettings",
+    "GraphSettings",
+    "LoggingSettings",
+    "NodeSettings",
+    "PathsSettings",
+    "ProcessingSettings",
+    "default_config_text",
+    "load_config",
+]
+
+GRAPH_PATH: KeyPath = ("processing", "default_graph")
+
+
+def closest_position(positions: Mapping[KeyPath, Position], key_path: KeyPath) -> Position:
+    """(line, column) of the longest prefix of ``key_path`` found in ``positions``, else (1, 1)."""
+    for end in range(len(key_path), -1, -1):
+        found = positions.get(tuple(key_path[:end]))
+        if found is not None:
+            return found
+    return 1, 1
+
+
+@dataclass(frozen=True)
+class ConfigDocument:
+    """A loaded config plus where each of its keys was written, for located error messages."""
+
+    config: Config
+    path: Path | None = None
+    name: str = "<config>"
+    positions: Mapping[KeyPath, Position] = field(default_factory=dict)
+
+    def position(self, key_path: KeyPath) -> Position:
+        """(line, column) of the closest existing key on ``key_path`` (1, 1 if none)."""
+        return closest_position(self.positions, key_path)
+
+    def where(self, key_path: KeyPath) -> str:
+        """``file:line:col`` of the closest existing key on ``key_path``."""
+        line, column = self.position(key_path)
+        return f"{self.name}:{line}:{column}"
+
+    def locate(self, key_path: KeyPath, message: str) -> str:
+        """One problem line: ``file:line:col: key.path: message``."""
+        return f"{self.where(key_path)}: {format_key_path(key_path)}: {message}"
+
+    def node_path(self, node_id: str) -> KeyPath:
+        """Key path of the node with ``node_id`` (the graph's when there is none)."""
+        for index, node in enumerate(self.config.processing.default_graph.nodes):
+            if node.id == node_id:
+                return (*GRAPH_PATH, "nodes", index)
+        return (*GRAPH_PATH, "nodes")
+
+    def node_location(self, node_id: str) -> str:
+        """``file:line:col: processing.default_graph.nodes[i]`` of node ``node_id``.
+
+        A prefix for errors found when the graph is built (``f"{loc}: {message}"``).
+        """
+        path = self.node_path(node_id)
+        return f"{self.where(path)}: {format_key_path(path)}"
+
+    def node_error(self, node_id: str, error: ConfigError | str) -> ConfigError:
+        """``error`` (a message or a ConfigError about node ``node_id``) with its location."""
+        problems = [error] if isinstance(error, str) else error.problems
+        return ConfigError([f"{self.node_location(node_id)}: {p}" for p in problems])
+
+    def with_config(self, config: Config) -> ConfigDocument:
+        """The same document (name, positions) around a changed ``config``."""
+        return replace(self, config=config)
+
+
+def default_config_text() -> str:
+    """The packaged default configuration, as YAML text (``pafw config default`` prints it)."""
+    resource = importlib.resources.files("firmware").joinpath("default_config.yaml")
+    return resource.read_text(encoding="utf-8")
+
+
+def _read(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror or exc}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(
+            f"{path}:{line}:{column}: (top level): not UTF-8 text "
+            f"(byte 0x{raw[exc.start]:02x}); save the file as UTF-8"
+        ) from None
+
+
+def _raw_graph(data: Any) -> tuple[list[tuple[str, str]], list[tuple[str, str]]] | None:
+    """The graph's ids and edges from unvalidated data, or None when they are not readable."""
+    try:
+        graph = data["processing"]["default_graph"]
+        nodes = [(n["id"], n["type"]) for n in graph["nodes"]]
+        edges = [(c["from"], c["to"]) for c in graph.get("connections") or []]
+    except (KeyError, TypeError, AttributeError):
+        return None
+    flat = [v for pair in nodes + edges for v in pair]
+    return (nodes, edges) if all(isinstance(v, str) for v in flat) else None
+
+
+def load_config(
+    path: Path | None = None, *, text: str | None = None, env: Mapping[str, str] | None = None
+) -> ConfigDocument:
+    """Load and validate a config: ``path``, or ``text`` (named ``path`` in messages if given),
+    or the packaged default when both are None. ``env`` replaces ``os.environ`` for ``${VAR}``.
+
+    Raises ConfigError with every problem of the file, each ``file:line:col: key.path: ...``.
+    """
+    if text is None:
+        text = default_config_text() if path is None else _read(path)
+        name = "<default config>" if path is None else str(path)
+    else:
+        name = "<text>" if path is None else str(path)
+    parsed = parse_yaml(text, os.environ if env is None else env)
+    problems: list[tuple[Position, KeyPath, str]] = [
+        (p.position, p.path, p.message) for p in parsed.problems
+    ]
+    data = {} if parsed.data is None else parsed.data
+    config: Config | None = None
+    if parsed.syntax_ok and not isinstance(data, dict):
+        problems.append(((1, 1), (), "expected a mapping of sections (device, acquisition, "
+                         f"processing, paths, logging), got {type(data).__name__}"))
+    elif parsed.syntax_ok:
+        try:
+            config = Config.model_validate(data)
+        except ValidationError as exc:
+            found = validation_problems(exc, data, Config)
+            raw = _raw_graph(data)
+            if raw is not None:
+                found += [((*GRAPH_PATH, *loc), msg) for loc, msg, _ in graph_problems(*raw)]
+            bad = [p.path for p in parsed.problems if p.masks]  # explain what is under them
+            for key_path, message in found:
+                if not any(key_path[: len(b)] == b for b in bad):
+                    position = closest_position(parsed.positions, key_path)
+                    problems.append((position, key_path, message))
+    if problems or config is None:
+        lines = [f"{name}:{line}:{col}: {format_key_path(kp)}: {msg}"
+                 for (line, col), kp, msg in sorted(problems, key=lambda p: p[0])]
+        raise ConfigError(list(dict.fromkeys(lines)))
+    return ConfigDocument(config, path, name, parsed.positions)

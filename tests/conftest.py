@@ -1,0 +1,43 @@
+"""Shared fixtures: configs derived from the shipped default, isolated state directories."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from firmware.config import ConfigDocument, default_config_text, load_config
+
+
+@pytest.fixture
+def state_env(tmp_path: Path) -> dict[str, str]:
+    """Environment that points every firmware path into the test's tmp dir."""
+    return {
+        "PAFW_STATE_DIR": str(tmp_path / "state"),
+        "PAFW_SCRIPTS_DIR": str(tmp_path / "state" / "user_scripts"),
+        "PAFW_CACHE_DIR": str(tmp_path.parent / "numba-cache"),
+    }
+
+
+@pytest.fixture
+def make_doc(state_env: dict[str, str]) -> Callable[..., ConfigDocument]:
+    """Build a config from the default one, changed by a function of its YAML dict."""
+
+    def build(change: Callable[[dict[str, Any]], None] | None = None) -> ConfigDocument:
+        data = yaml.safe_load(default_config_text())
+        if change is not None:
+            change(data)
+        return load_config(text=yaml.safe_dump(data, sort_keys=False), env=state_env)
+
+    return build
+
+
+def graph_node(data: dict[str, Any], node_id: str) -> dict[str, Any]:
+    """The node dict with ``node_id`` in a config's YAML dict."""
+    for node in data["processing"]["default_graph"]["nodes"]:
+        if node["id"] == node_id:
+            return node
+    raise KeyError(node_id)
