@@ -17,6 +17,7 @@ from typing import Any
 from firmware import __version__
 from firmware.config import ConfigDocument
 from firmware.dsp.frame import Frame
+from firmware.dsp.fusion import fuse_linear_chains
 from firmware.dsp.graph import NodeSpec, ProcessingGraph
 from firmware.dsp.jit_cache import use_cache_dir
 from firmware.dsp.source_factory import make_source
@@ -30,7 +31,7 @@ WARMUP_FRAMES = 3
 
 
 def graph_specs(doc: ConfigDocument) -> list[NodeSpec]:
-    """The configured graph as build specs, parents first."""
+    """The configured graph as build specs, parents first (as written, not fused)."""
     graph = doc.config.processing.default_graph
     parent_of = graph.parent_map()
     by_id = {n.id: n for n in graph.nodes}
@@ -39,6 +40,14 @@ def graph_specs(doc: ConfigDocument) -> list[NodeSpec]:
                  parent=parent_of.get(i))
         for i in graph.topological_order()
     ]
+
+
+def runnable_specs(doc: ConfigDocument) -> tuple[list[NodeSpec], list[str]]:
+    """The specs to build, with linear chains fused when the config allows (dsp/fusion.py)."""
+    specs = graph_specs(doc)
+    if not doc.config.processing.fuse_linear_chains:
+        return specs, []
+    return fuse_linear_chains(specs)
 
 
 def graph_calibration(specs: list[NodeSpec]) -> list[float] | None:
@@ -54,7 +63,7 @@ def check_graph(doc: ConfigDocument) -> None:
     layout (filter edges above Nyquist, a differential fed one channel, ...)."""
     with tempfile.TemporaryDirectory(prefix="pafw-check-") as tmp:
         ProcessingGraph.build(
-            graph_specs(doc),
+            runnable_specs(doc)[0],
             sample_rate=doc.config.acquisition.sample_rate,
             frame_size=doc.config.acquisition.frame_size,
             state=ComputingState(),
@@ -80,7 +89,9 @@ class Analyzer:
         self.frame_size = config.acquisition.frame_size
         self.state_dir = state_dir or config.paths.state_dir
         self.state = ComputingState()
-        self.specs = graph_specs(doc)
+        self.specs, self.fusions = runnable_specs(doc)
+        for note in self.fusions:
+            log.debug("graph fusion: %s", note)
         self.graph = self._build_graph(self.state, self.state_dir)
         self.source = source or make_source(
             config.acquisition, realtime=realtime, graph_calibration=graph_calibration(self.specs)
@@ -191,7 +202,7 @@ class Analyzer:
             "fault": self.fault,
             "dsp_cpu_s": round(self._dsp_cpu_s, 3),
             "source": self.source.get_status(),
-            "graph": self.graph.get_status(),
+            "graph": {**self.graph.get_status(), "fused": list(self.fusions)},
             "results": {k: v.to_dict() for k, v in self.state.snapshot().items()},
         }
 

@@ -171,6 +171,11 @@ class ProcessingSettings(StrictModel):
     """The processing graph and how often the running appliance reports its status."""
 
     status_interval_s: float = Field(5.0, gt=0, allow_inf_nan=False)
+    fuse_linear_chains: bool = Field(
+        True,
+        description="run a differential/mixer before the filters and gains that only feed it "
+        "(same result to rounding, half the filtering for a stereo pair)",
+    )
     default_graph: GraphSettings = Field(
         default_factory=lambda: GraphSettings.model_validate(DEFAULT_GRAPH)
     )

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 
 def iso_utc(epoch_s: float) -> str:
@@ -20,9 +19,12 @@ def iso_utc(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, tz=UTC).isoformat(timespec="milliseconds")
 
 
-@dataclass(frozen=True, slots=True)
-class ComputingResult:
-    """One node's output for one frame. Unknown values are NaN (``None`` once serialised)."""
+class ComputingResult(NamedTuple):
+    """One node's output for one frame. Unknown values are NaN (``None`` once serialised).
+
+    A NamedTuple: immutable, and built in C, which matters because every computing node makes
+    one per frame on the DSP thread.
+    """
 
     node_id: str
     kind: str
@@ -47,11 +49,10 @@ class ComputingResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict: NaN becomes None, timestamps as epoch seconds and ISO 8601 UTC."""
         out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
+        for name, value in self._asdict().items():
             if isinstance(value, float) and not math.isfinite(value):
                 value = None
-            out[f.name] = value
+            out[name] = value
         out["time"] = iso_utc(self.timestamp)
         return out
 

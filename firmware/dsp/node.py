@@ -46,6 +46,11 @@ class Node(ABC):
     Params: ClassVar[type[StrictModel]]
     #: True for nodes that publish a result into ComputingState (peak finder, concentration)
     computing: ClassVar[bool] = False
+    #: True for nodes applying one linear time-invariant operation to each channel alike
+    #: (filter, gain): they commute with channel combiners (see dsp/fusion.py)
+    per_channel_linear: ClassVar[bool] = False
+    #: True for memoryless linear combinations of channels (differential, mixer, selector)
+    channel_combiner: ClassVar[bool] = False
 
     def __init__(self, node_id: str, params: Any, ctx: BuildContext) -> None:
         self.node_id = node_id

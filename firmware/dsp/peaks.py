@@ -186,7 +186,8 @@ class PeakFinder:
         self._spectrum = np.zeros(fft_size // 2 + 1, dtype=np.complex128)
         self._magnitude = np.zeros(fft_size // 2 + 1, dtype=np.float64)
         self._scratch = np.zeros(self._noise_hi - self._noise_lo + 1, dtype=np.float64)
-        self._recent = np.full(coherence_frames, np.nan, dtype=np.float64)
+        # a plain list: iterating it per frame is cheaper than iterating a numpy array
+        self._recent: list[float] = [math.nan] * coherence_frames
         self.reset()
 
     def _build_ratio_table(self) -> tuple[np.ndarray, np.ndarray]:
@@ -215,7 +216,7 @@ class PeakFinder:
     def reset(self) -> None:
         """Forget history, smoothing state and coherence (as after construction)."""
         self._history.fill(0.0)
-        self._recent.fill(np.nan)
+        self._recent[:] = [math.nan] * self.coherence_frames
         self._recent_index = 0
         self._samples_seen = 0
         self._smoothed_frequency = math.nan
@@ -227,18 +228,12 @@ class PeakFinder:
             x = x[0]
         if x.ndim != 1:
             raise DspError(f"peak finder takes one channel; got an array of shape {x.shape}")
-        kernels.push_history(self._history, x)
+        kernels.push_and_window(self._history, x, self._window, self._windowed)
         self._samples_seen = min(self._samples_seen + x.shape[0], self.fft_size)
-        kernels.apply_window(self._history, self._window, self._windowed)
         np.fft.rfft(self._windowed, out=self._spectrum)
-        mag = self._magnitude
-        kernels.magnitude_range(self._spectrum, self._mag_lo, self._mag_hi, mag)
-
-        k = kernels.argmax_range(mag, self._k_lo, self._k_hi)
-        below, centre, above = float(mag[k - 1]), float(mag[k]), float(mag[k + 1])
-        median = kernels.median_excluding(
-            mag, self._noise_lo, self._noise_hi, k - self._exclude, k + self._exclude,
-            self._scratch,
+        k, below, centre, above, median = kernels.locate_peak(
+            self._spectrum, self._magnitude, self._mag_lo, self._mag_hi, self._k_lo,
+            self._k_hi, self._noise_lo, self._noise_hi, self._exclude, self._scratch,
         )
         noise_floor = 2.0 * (median / _SQRT_LN2) / self._window_sum
         nan = math.nan
@@ -279,11 +274,13 @@ class PeakFinder:
             self._smoothed_frequency += w * (raw_frequency - self._smoothed_frequency)
             self._smoothed_amplitude += w * (raw_amplitude - self._smoothed_amplitude)
 
-        self._recent[self._recent_index] = raw_frequency
+        recent = self._recent
+        recent[self._recent_index] = raw_frequency
         self._recent_index = (self._recent_index + 1) % self.coherence_frames
+        tolerance = self.coherence_tolerance_hz
         close = 0
-        for f in self._recent:
-            if abs(f - raw_frequency) <= self.coherence_tolerance_hz:  # NaN compares False
+        for f in recent:
+            if abs(f - raw_frequency) <= tolerance:  # NaN compares False
                 close += 1
         coherence = close / self.coherence_frames
 

@@ -22,15 +22,16 @@ def _edges(band):
 def test_streaming_filter_equals_sosfilt_over_frames(family, band, order):
     sos = design_sos(family=family, band=band, order=order, sample_rate=FS, **_edges(band))
     frame_size = 480
-    flt = StreamingSosFilter(sos, channels=2, frame_size=frame_size)
+    # three channels: a pair (two-channel kernels) and a lone one (four-section kernel)
+    flt = StreamingSosFilter(sos, channels=3, frame_size=frame_size)
     rng = np.random.default_rng(order)
-    signal = rng.standard_normal((2, frame_size * 8))
-    zi = np.zeros((2, sos.shape[0], 2))
+    signal = rng.standard_normal((3, frame_size * 8))
+    zi = np.zeros((3, sos.shape[0], 2))
     worst = 0.0
     for start in range(0, signal.shape[1], frame_size):
         frame = np.ascontiguousarray(signal[:, start : start + frame_size])
         out = flt.process(frame)
-        for c in range(2):
+        for c in range(3):
             expected, zi[c] = scipy.signal.sosfilt(sos, frame[c], zi=zi[c])
             worst = max(worst, float(np.max(np.abs(out[c] - expected))))
     assert worst < 1e-9

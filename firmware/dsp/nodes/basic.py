@@ -55,6 +55,7 @@ class ChannelSelectorNode(Node):
     """Keep one channel of a stereo signal."""
 
     type_name = "channel_selector"
+    channel_combiner = True
     Params = ChannelSelectorParams
 
     def __init__(self, node_id: str, params: ChannelSelectorParams, ctx: BuildContext) -> None:
@@ -85,6 +86,7 @@ class ChannelMixerNode(Node):
     """Mix a stereo signal down to one channel."""
 
     type_name = "channel_mixer"
+    channel_combiner = True
     Params = ChannelMixerParams
 
     def __init__(self, node_id: str, params: ChannelMixerParams, ctx: BuildContext) -> None:
@@ -104,6 +106,7 @@ class DifferentialNode(Node):
     """A - B: the photoacoustic signal (antiphase) adds up, common-mode noise cancels."""
 
     type_name = "differential"
+    channel_combiner = True
     Params = NoParams
 
     def __init__(self, node_id: str, params: Any, ctx: BuildContext) -> None:
@@ -128,6 +131,7 @@ class GainNode(Node):
     """Multiply every channel by a fixed gain given in dB."""
 
     type_name = "gain"
+    per_channel_linear = True
     Params = GainParams
 
     def __init__(self, node_id: str, params: GainParams, ctx: BuildContext) -> None:
@@ -136,5 +140,7 @@ class GainNode(Node):
         self._out = np.zeros((ctx.input_channels, ctx.frame_size))
 
     def process(self, signal: np.ndarray, frame: Frame) -> np.ndarray:
+        if self._gain == 1.0:  # 0 dB: pass the buffer on instead of copying it
+            return signal
         kernels.scale(signal, self._gain, self._out)
         return self._out

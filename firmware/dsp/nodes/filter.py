@@ -71,6 +71,7 @@ class FilterNode(Node):
     """Band-pass (or other) filter applied to every channel, state carried across frames."""
 
     type_name = "filter"
+    per_channel_linear = True
     Params = FilterParams
 
     def __init__(self, node_id: str, params: FilterParams, ctx: BuildContext) -> None:
