@@ -11,6 +11,7 @@ import logging
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,8 @@ class Analyzer:
         )
         self.frames = 0
         self.overruns = 0
+        #: called on the DSP thread after each frame (must not block): the actions' feed flush
+        self.frame_hooks: list[Callable[[], None]] = []
         self.started_monotonic = time.monotonic()
         self.last_frame: Frame | None = None
         self.fault: str | None = None
@@ -138,6 +141,8 @@ class Analyzer:
     def process_frame(self, frame: Frame) -> None:
         """Run the graph on one frame and keep the loop's counters (DSP thread)."""
         self.graph.process(frame)
+        for hook in self.frame_hooks:
+            hook()
         self.frames += 1
         if self.graph.last_frame_ns * 1e-9 > frame.duration_s:
             self.overruns += 1

@@ -170,7 +170,8 @@ def run_bench(doc: ConfigDocument, *, config_path: Path | None, frames: int = 20
         "speedup_vs_reference": round(ref / ours, 3),
         "realtime_factor": round(frame_s / ours, 1),
         "reference_realtime_factor": round(frame_s / ref, 1),
-        "per_node_us": {k: v["timing"]["p50_us"] for k, v in graph_status.items()},
+        "per_node_us": {k: v["timing"]["p50_us"] for k, v in graph_status.items()
+                        if v["timing"] is not None},
         "first_result_s": round(first_result_seconds(config_path), 3),
     }
 

@@ -54,8 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--format", choices=["int16", "int24", "int32", "float32"],
                           default="float32")
 
-    bench = sub.add_parser("bench", help="measure the DSP graph against a scipy reference")
+    bench = sub.add_parser("bench", help="measure the DSP graph (or the actions) and print it")
+    bench.add_argument("what", nargs="?", choices=["dsp", "actions"], default="dsp",
+                       help="dsp: graph vs a scipy reference; actions: MQTT latency, outbox "
+                       "throughput, DSP cost of the actions (needs mosquitto)")
     bench.add_argument("--config", type=Path)
+    bench.add_argument("--seconds", type=float, default=20.0,
+                       help="actions: how long to measure the latency")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--frames", type=int, default=200)
     bench.add_argument("--rounds", type=int, default=7)
@@ -123,6 +128,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
+    if args.what == "actions":
+        from firmware.bench_actions import format_actions_report, run_actions_bench
+
+        figures = run_actions_bench(seconds=args.seconds, rounds=args.rounds)
+        out.write(json.dumps(figures) + "\n" if args.json
+                  else format_actions_report(figures) + "\n")
+        return EXIT_OK
     from firmware.bench import format_report, probe_first_result, run_bench
 
     doc = _load(args.config)

@@ -21,9 +21,11 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from firmware.actions.mqtt_settings import MqttSettings
 from firmware.config_graph import did_you_mean, graph_problems, topological_order, upstream_chain
 from firmware.dsp.registry import node_types
 from firmware.dsp.source_settings import AcquisitionSettings
+from firmware.hal.settings import HalSettings
 from firmware.strict_model import StrictModel
 
 
@@ -215,6 +217,25 @@ class Config(StrictModel):
     processing: ProcessingSettings = Field(default_factory=ProcessingSettings)
     paths: PathsSettings = Field(default_factory=PathsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    hal: HalSettings = Field(default_factory=HalSettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+
+    @model_validator(mode="after")
+    def _nodes_match_sections(self) -> Config:
+        """Node parameters that name things of other sections (a relay of ``hal.relays``,
+        MQTT being enabled) are checked here, each error located at the parameter."""
+        details: list[InitErrorDetails] = []
+        for index, node in enumerate(self.processing.default_graph.nodes):
+            cross_check = getattr(node.params, "cross_check", None)
+            if cross_check is None:
+                continue
+            for key, message in cross_check(self):
+                loc = ("processing", "default_graph", "nodes", index, "parameters", key)
+                details.append(InitErrorDetails(type=PydanticCustomError("reference", message),
+                                                loc=loc, input=node.parameters.get(key)))
+        if details:
+            raise ValidationError.from_exception_data("Config", details)
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -13,19 +13,20 @@ import threading
 import time
 from types import FrameType
 
-from firmware.appliance import Analyzer
 from firmware.config import ConfigDocument
+from firmware.runtime import Appliance
 from firmware.status_line import status_line
 
 log = logging.getLogger("pafw.run")
 
 
 class Service:
-    """Owns the Analyzer for the lifetime of `pafw run`."""
+    """Owns the Appliance for the lifetime of `pafw run`."""
 
     def __init__(self, doc: ConfigDocument, *, realtime: bool = True) -> None:
         self.doc = doc
-        self.analyzer = Analyzer(doc, realtime=realtime)
+        self.appliance = Appliance(doc, realtime=realtime)
+        self.analyzer = self.appliance.analyzer
         self._stop = threading.Event()
 
     def request_stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
@@ -48,9 +49,12 @@ class Service:
             "pafw starting: device %s, source %s, %d Hz, frames of %d samples",
             cfg.device.id, source_name, analyzer.sample_rate, analyzer.frame_size,
         )
-        warm = analyzer.warm_up()
+        try:
+            warm = self.appliance.start()
+        except BaseException:
+            self.appliance.stop()
+            raise
         log.info("kernels ready in %.2f s (cache %s)", warm, cfg.paths.cache_dir)
-        analyzer.start()
         interval = cfg.processing.status_interval_s
         deadline = None if duration_s is None else time.monotonic() + duration_s
         last_t, last_frames, last_cpu = time.monotonic(), 0, 0.0
@@ -76,8 +80,10 @@ class Service:
                     )
                 )
                 last_t, last_frames, last_cpu = now, frames, cpu
+                if self.appliance.mqtt is not None:
+                    self.appliance.mqtt.publish_status(self.appliance.get_status(brief=True))
         finally:
-            analyzer.stop()
+            self.appliance.stop()
         if analyzer.fault:
             log.error("stopped after a fault: %s", analyzer.fault)
             return 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -63,11 +64,19 @@ class ComputingState:
     def __init__(self) -> None:
         self._latest: dict[str, ComputingResult] = {}
         self._updates = 0
+        self._listener: Callable[[ComputingResult], None] | None = None
+
+    def attach(self, listener: Callable[[ComputingResult], None]) -> None:
+        """Also hand every published result to ``listener`` (on the DSP thread: it must not
+        block; the actions' ResultFeed.post is such a listener)."""
+        self._listener = listener
 
     def publish(self, result: ComputingResult) -> None:
         """Replace the node's latest result (DSP thread only)."""
         self._latest[result.node_id] = result
         self._updates += 1
+        if self._listener is not None:
+            self._listener(result)
 
     def get(self, node_id: str) -> ComputingResult | None:
         """The node's latest result, or None if it has produced none yet."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,13 +13,23 @@ import yaml
 from firmware.config import ConfigDocument, default_config_text, load_config
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture
 def state_env(tmp_path: Path) -> dict[str, str]:
-    """Environment that points every firmware path into the test's tmp dir."""
+    """Environment that points every firmware path into the test's tmp dir, and MQTT at a
+    loopback port where no broker listens (messages wait in the outbox)."""
     return {
         "PAFW_STATE_DIR": str(tmp_path / "state"),
         "PAFW_SCRIPTS_DIR": str(tmp_path / "state" / "user_scripts"),
         "PAFW_CACHE_DIR": str(tmp_path.parent / "numba-cache"),
+        "PAFW_MQTT_HOST": "127.0.0.1",
+        "PAFW_MQTT_PORT": str(free_port()),
     }
 
 

@@ -30,7 +30,7 @@ def test_config_default_is_a_valid_commented_config(state_env, tmp_path):
     path.write_text(out.stdout)
     check = pafw(["config", "check", str(path)], state_env)
     assert check.returncode == 0, check.stderr
-    assert "OK (6 nodes)" in check.stdout
+    assert "OK (9 nodes)" in check.stdout
 
 
 def test_config_check_reports_file_line_and_key_without_traceback(state_env, tmp_path):

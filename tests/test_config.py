@@ -59,24 +59,38 @@ def test_default_config_loads() -> None:
     graph = config.processing.default_graph
     assert graph.topological_order() == [
         "input", "bandpass", "gain", "differential", "peak_finder", "concentration",
+        "mqtt", "alarm_relay", "status_led",
     ]
     assert isinstance(config.node("bandpass").params, FilterParams)
     assert config.node("bandpass").parameters["order"] == 4
 
 
-def test_default_graph_constant_matches_default_file() -> None:
+def test_default_graph_constant_is_the_default_files_processing_part() -> None:
+    """Without a file the graph is the DSP chain alone; the shipped file adds action nodes."""
     shipped = load_config(None, env=ENV).config.processing.default_graph
-    assert shipped == GraphSettings.model_validate(DEFAULT_GRAPH)
-    assert shipped == Config().processing.default_graph
+    processing_ids = [n["id"] for n in DEFAULT_GRAPH["nodes"]]
+    dsp_part = {
+        "nodes": [n.model_dump(by_alias=True) for n in shipped.nodes if n.id in processing_ids],
+        "connections": [c.model_dump(by_alias=True) for c in shipped.connections
+                        if c.to in processing_ids],
+    }
+    assert GraphSettings.model_validate(dsp_part) == GraphSettings.model_validate(DEFAULT_GRAPH)
+    assert Config().processing.default_graph == GraphSettings.model_validate(DEFAULT_GRAPH)
+    assert {n.type for n in shipped.nodes if n.id not in processing_ids} == {
+        "mqtt_action", "relay_action", "led_action"}
 
 
 def test_default_file_only_differs_from_model_defaults_where_known() -> None:
-    """"Every value shown is the default": the file and the models agree except for the
-    simulator's concentration profile (a demo schedule), so an empty file behaves the same."""
+    """"Every value shown is the default unless its comment says otherwise": the file and the
+    models agree except for the demo parts marked so (the simulator's concentration profile,
+    the action nodes and the relay and LED they drive)."""
     shipped = load_config(None, env={}).config.model_dump(by_alias=True)
     built_in = Config().model_dump(by_alias=True)
-    shipped["acquisition"]["simulator"].pop("concentration")
-    built_in["acquisition"]["simulator"].pop("concentration")
+    for config in (shipped, built_in):
+        config["acquisition"]["simulator"].pop("concentration")
+        config["processing"].pop("default_graph")
+        config["hal"].pop("relays")
+        config["hal"].pop("leds")
     assert shipped == built_in
 
 
@@ -204,7 +218,7 @@ BAD_CONFIGS: list[tuple[str, str, str]] = [
     ("unknown top-level key",
      "devce:\n  id: x\n",
      r"bad\.yaml:1:1: devce: unknown key 'devce'; did you mean 'device'\? \(expected one of: "
-     r"device, acquisition, processing, paths, logging\)"),
+     r"device, acquisition, processing, paths, logging, hal, mqtt\)"),
     ("unknown nested key",
      "acquisition:\n  simulator:\n    q_factr: 20\n",
      r"bad\.yaml:3:5: acquisition\.simulator\.q_factr: unknown key 'q_factr'; "

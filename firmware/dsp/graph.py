@@ -41,7 +41,15 @@ class ProcessingGraph:
         self._parents = parents
         self._types = types
         self._outputs: list[np.ndarray | None] = [None] * len(nodes)
-        self._steps = list(zip(nodes, parents, strict=True))
+        # a passive node's output is its input: its children read its nearest active
+        # ancestor's output, and it has no step of its own
+        resolved = list(parents)
+        for i, parent in enumerate(parents):
+            if parent >= 0 and nodes[parent].passive:
+                resolved[i] = resolved[parent]
+        self._steps = [(i, node, resolved[i]) for i, node in enumerate(nodes)
+                       if not node.passive]
+
         self.timings = [TimingStats() for _ in nodes]
         self.frames = 0
         self.last_frame_ns = 0
@@ -98,7 +106,7 @@ class ProcessingGraph:
         timings = self.timings
         clock = time.perf_counter_ns
         start = clock()
-        for i, (node, parent) in enumerate(self._steps):
+        for i, node, parent in self._steps:
             t0 = clock()
             signal = outputs[parent] if parent >= 0 else frame.samples
             outputs[i] = node.process(signal, frame)
@@ -127,7 +135,7 @@ class ProcessingGraph:
             "nodes": {
                 node.node_id: {
                     "type": type_name,
-                    "timing": timing.summary(),
+                    "timing": None if node.passive else timing.summary(),
                     **node.get_status(),
                 }
                 for node, type_name, timing in zip(self.nodes, self._types, self.timings,

@@ -51,6 +51,9 @@ class Node(ABC):
     per_channel_linear: ClassVar[bool] = False
     #: True for memoryless linear combinations of channels (differential, mixer, selector)
     channel_combiner: ClassVar[bool] = False
+    #: True for nodes with no per-frame work (action nodes: a pass-through whose output is
+    #: its input); the graph does not call them on the DSP thread
+    passive: ClassVar[bool] = False
 
     def __init__(self, node_id: str, params: Any, ctx: BuildContext) -> None:
         self.node_id = node_id

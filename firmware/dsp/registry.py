@@ -1,9 +1,9 @@
 """Registry of processing-node types: adding a node type is one new module in dsp/nodes/.
 
 A node module defines a ``Node`` subclass with a ``type_name``, a ``Params`` model and the
-``@register`` decorator; ``node_types()`` imports every module of ``firmware.dsp.nodes`` (and,
-once they exist, the action packages listed in ``NODE_PACKAGES``) so the config loader can
-validate parameters without building anything.
+``@register`` decorator; ``node_types()`` imports every module of the packages listed in
+``NODE_PACKAGES`` (processing nodes, action nodes; named, not imported, so dsp/ stays free of
+actions/) so the config loader can validate parameters without building anything.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TypeVar
 if TYPE_CHECKING:
     from firmware.dsp.node import Node
 
-NODE_PACKAGES: list[str] = ["firmware.dsp.nodes"]
+NODE_PACKAGES: list[str] = ["firmware.dsp.nodes", "firmware.actions.nodes"]
 
 _REGISTRY: dict[str, type[Node]] = {}
 _loaded = False

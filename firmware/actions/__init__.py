@@ -1,0 +1,1 @@
+"""Everything that reacts to computing results: triggers, history, hardware and network actions."""

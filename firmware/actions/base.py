@@ -1,0 +1,233 @@
+"""Action nodes: the graph node (a pass-through declaring the action and its parameters)
+and the control-side half (trigger evaluation, history, the action itself).
+
+On the DSP thread an ``ActionNode`` does nothing: results reach the control loop through the
+ResultFeed attached to ComputingState (firmware/actions/feed.py), so the DSP cost of the
+actions does not grow with their number. On the control loop (firmware/actions/control.py)
+the ``ActionHandler`` feeds its monitored nodes' results to its ``TriggerEngine``, records the
+history, and hands trigger/clear/repeat events to ``on_event`` one at a time, in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from pydantic import Field
+
+from firmware.actions.history import HistoryBuffer
+from firmware.actions.triggers import (
+    TriggerEngine,
+    TriggerEvent,
+    TriggerSettings,
+    triggers_from_shorthand,
+)
+from firmware.dsp.frame import Frame
+from firmware.dsp.node import BuildContext, Node
+from firmware.dsp.registry import get_node_type
+from firmware.errors import ConfigError
+from firmware.state import ComputingResult, ComputingState
+from firmware.strict_model import StrictModel
+
+if TYPE_CHECKING:
+    from firmware.actions.mqtt import MqttLink
+    from firmware.hal.hal import Hal
+
+log = logging.getLogger("pafw.actions")
+
+
+class ActionParams(StrictModel):
+    """Parameters every action node has (the design study's ActionNode contract)."""
+
+    monitored_nodes: list[str] = Field(
+        default_factory=list, description="computing node ids to watch; empty = all of them"
+    )
+    triggers: list[TriggerSettings] = Field(default_factory=list)
+    concentration_threshold: float | None = Field(
+        None, description="shorthand for a threshold trigger on concentration (above)"
+    )
+    amplitude_threshold: float | None = Field(
+        None, description="shorthand for a threshold trigger on amplitude (above)"
+    )
+    buffer_size: int = Field(100, ge=1, le=100_000, description="history entries kept")
+
+    def all_triggers(self) -> list[TriggerSettings]:
+        """Explicit triggers plus the shorthand thresholds."""
+        return [*self.triggers,
+                *triggers_from_shorthand(self.concentration_threshold, self.amplitude_threshold)]
+
+
+class ActionNode(Node):
+    """Pass-through graph node of an action; checks its monitored nodes at build time."""
+
+    Params: ClassVar[type[ActionParams]] = ActionParams
+    Handler: ClassVar[type[ActionHandler]]
+    passive = True
+
+    def __init__(self, node_id: str, params: ActionParams, ctx: BuildContext) -> None:
+        super().__init__(node_id, params, ctx)
+        computing = sorted(i for i, t in ctx.node_types_by_id.items() if _is_computing(t))
+        for monitored in params.monitored_nodes:
+            if monitored not in ctx.node_types_by_id:
+                raise ConfigError(f"node {node_id!r} ({self.type_name}): monitored node "
+                                  f"{monitored!r} is not in the graph; computing nodes: "
+                                  f"{', '.join(computing) or 'none'}")
+            if monitored not in computing:
+                raise ConfigError(f"node {node_id!r} ({self.type_name}): monitored node "
+                                  f"{monitored!r} is a {ctx.node_types_by_id[monitored]} node, "
+                                  f"which produces no results; computing nodes: "
+                                  f"{', '.join(computing)}")
+        self.monitored_nodes = list(params.monitored_nodes) or computing
+
+    def process(self, signal: np.ndarray, frame: Frame) -> np.ndarray:
+        return signal
+
+    def get_status(self) -> dict[str, Any]:
+        return {"monitored_nodes": self.monitored_nodes}
+
+
+def _is_computing(type_name: str) -> bool:
+    node_cls = get_node_type(type_name)
+    return bool(node_cls is not None and node_cls.computing)
+
+
+@dataclass
+class ActionContext:
+    """What handlers may use: hardware and MQTT through their owners, data read-only."""
+
+    state: ComputingState
+    device_id: str
+    hal: Hal | None = None
+    mqtt: MqttLink | None = None
+    #: returns a description of an appliance fault (DSP loop stopped, ...) or None
+    health: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def fault(self) -> str | None:
+        """The appliance's current fault, if any."""
+        return self.health() if callable(self.health) else None
+
+
+class ActionHandler:
+    """Control-loop half of an action. Subclasses implement ``on_event`` (and optionally
+    ``on_update``, ``on_tick``, ``start``, ``stop``); exceptions are caught, counted and kept
+    as ``last_error`` so one faulty action never stops the others."""
+
+    def __init__(self, node: ActionNode, ctx: ActionContext) -> None:
+        self.node_id = node.node_id
+        self.type_name = node.type_name
+        self.params = node.params
+        self.ctx = ctx
+        self.monitored_nodes = node.monitored_nodes
+        self.monitored = frozenset(node.monitored_nodes)
+        self.engine = TriggerEngine(node.params.all_triggers(),
+                                    monitored_nodes=node.monitored_nodes)
+        self.history = HistoryBuffer(node.params.buffer_size)
+        self.updates = self.triggers = self.clears = self.repeats = 0
+        self.successes = self.failures = self.event_drops = self.coalesced = 0
+        self.last_error: str | None = None
+        self.last_event: dict[str, Any] | None = None
+        self.latest: dict[str, ComputingResult] = {}
+
+    # ----------------------------------------------------------------- called by the loop
+    def evaluate(self, results: list[ComputingResult], now: float) -> list[TriggerEvent]:
+        """Feed new results of monitored nodes (the newest per node) to the trigger engine and
+        the history (fast, synchronous)."""
+        events: list[TriggerEvent] = []
+        for result in results:
+            self.updates += 1
+            self.latest[result.node_id] = result
+            self.history.record("update", _result_summary(result), timestamp=result.timestamp)
+            events.extend(self.engine.update(result, now))
+        return events
+
+    def tick_events(self, now: float) -> list[TriggerEvent]:
+        """Time-driven events (data timeouts, repeats)."""
+        return self.engine.tick(now)
+
+    async def run_event(self, event: TriggerEvent) -> None:
+        """Count, record and act on one event; never raises."""
+        if event.kind == "trigger":
+            self.triggers += 1
+        elif event.kind == "clear":
+            self.clears += 1
+        else:
+            self.repeats += 1
+        self.last_event = event.to_dict()
+        self.history.record(event.kind, self.last_event, timestamp=event.timestamp)
+        start = time.perf_counter()
+        try:
+            ok = await self.on_event(event)
+        except Exception as exc:  # a failing action is reported, never propagated
+            ok = False
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("action %s failed on %s %s: %s", self.node_id, event.kind,
+                        event.trigger_name, self.last_error)
+        if ok:
+            self.successes += 1
+        else:
+            self.failures += 1
+        self.history.record("outcome", {"event": event.kind, "trigger": event.trigger_name,
+                                        "success": ok, "error": None if ok else self.last_error,
+                                        "duration_ms": round((time.perf_counter() - start)
+                                                             * 1e3, 3)})
+
+    async def run_update(self) -> None:
+        """Give the latest results to ``on_update``; never raises."""
+        try:
+            await self.on_update(dict(self.latest))
+        except Exception as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("action %s failed on update: %s", self.node_id, self.last_error)
+
+    # ------------------------------------------------------------------- to implement
+    async def start(self) -> None:
+        """Called once on the control loop before any event."""
+
+    async def stop(self) -> None:
+        """Called once at shutdown; leave hardware in its safe state."""
+
+    async def on_event(self, event: TriggerEvent) -> bool:
+        """Act on a trigger, clear or repeat; return True on success."""
+        raise NotImplementedError
+
+    async def on_update(self, latest: dict[str, ComputingResult]) -> None:
+        """Called after each batch of new results with the latest one per monitored node."""
+
+    async def on_tick(self, now: float) -> None:
+        """Called every control-loop tick (~10 Hz)."""
+
+    def get_status(self) -> dict[str, Any]:
+        """Counters, trigger states and last error; JSON-safe."""
+        return {
+            "type": self.type_name,
+            "monitored_nodes": self.monitored_nodes,
+            "updates": self.updates,
+            "triggers": self.triggers,
+            "clears": self.clears,
+            "repeats": self.repeats,
+            "successes": self.successes,
+            "failures": self.failures,
+            "coalesced": self.coalesced,
+            "event_drops": self.event_drops,
+            "active_triggers": self.engine.active,
+            "last_event": self.last_event,
+            "last_error": self.last_error,
+            "history": {"count": len(self.history), "capacity": self.history.capacity},
+            "engine": self.engine.get_status(),
+        }
+
+
+def _result_summary(result: ComputingResult) -> dict[str, Any]:
+    """The history entry of a result: its identity and values, NaN as None."""
+    def clean(v: float) -> float | None:
+        return v if math.isfinite(v) else None
+
+    return {"node_id": result.node_id, "sequence": result.sequence,
+            "detected": result.detected, "frequency_hz": clean(result.frequency_hz),
+            "amplitude": clean(result.amplitude),
+            "concentration_ppm": clean(result.concentration_ppm)}

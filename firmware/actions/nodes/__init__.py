@@ -1,0 +1,1 @@
+"""One module per action node type; each registers itself with ``firmware.dsp.registry``."""

@@ -1,0 +1,85 @@
+"""relay_action: energise a named relay while an alarm is active (or pulse it per trigger)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, model_validator
+
+from firmware.actions.base import ActionContext, ActionHandler, ActionNode, ActionParams
+from firmware.actions.triggers import TriggerEvent
+from firmware.dsp.registry import register
+from firmware.errors import ActionError
+
+if TYPE_CHECKING:
+    from firmware.config_models import Config
+
+
+class RelayActionParams(ActionParams):
+    """``relay``: a name from ``hal.relays``. ``hold``: on while any trigger is active, off
+    when all have cleared; ``pulse``: a ``pulse_s`` pulse on each trigger (and repeat)."""
+
+    relay: str = Field(min_length=1)
+    mode: Literal["hold", "pulse"] = "hold"
+    pulse_s: float = Field(1.0, gt=0)
+
+    def cross_check(self, config: Config) -> list[tuple[str, str]]:
+        """The relay must be declared in ``hal.relays``."""
+        if self.relay in config.hal.relays:
+            return []
+        known = ", ".join(sorted(config.hal.relays)) or "none declared"
+        return [("relay", f"relay {self.relay!r} is not in hal.relays ({known})")]
+
+    @model_validator(mode="after")
+    def _has_triggers(self) -> RelayActionParams:
+        if not self.all_triggers():
+            raise ValueError("a relay_action needs at least one trigger (triggers or "
+                             "concentration_threshold/amplitude_threshold)")
+        return self
+
+
+class RelayAction(ActionHandler):
+    """Drives one relay through the HAL; its limits (pulse maximum, minimum on/off times)
+    are enforced there. The relay's state is published to MQTT when a broker is configured."""
+
+    def __init__(self, node: ActionNode, ctx: ActionContext) -> None:
+        super().__init__(node, ctx)
+        if ctx.hal is None:
+            raise ActionError(f"node {node.node_id!r} (relay_action): no HAL configured")
+        self.relay = ctx.hal.relay(self.params.relay)
+
+    async def start(self) -> None:
+        self._publish()
+
+    async def on_event(self, event: TriggerEvent) -> bool:
+        if self.params.mode == "pulse":
+            if event.kind in ("trigger", "repeat"):
+                await asyncio.to_thread(self.relay.pulse, self.params.pulse_s)
+        elif event.kind == "trigger":
+            await asyncio.to_thread(self.relay.on)
+        elif event.kind == "clear" and not self.engine.active:
+            await asyncio.to_thread(self.relay.off)
+        self._publish()
+        return True
+
+    async def stop(self) -> None:
+        self.relay.safe_off()
+        self._publish()
+
+    def _publish(self) -> None:
+        if self.ctx.mqtt is not None:
+            self.ctx.mqtt.publish_state(f"relay_{self.params.relay}",
+                                        "ON" if self.relay.is_on else "OFF")
+
+    def get_status(self) -> dict[str, Any]:
+        return {**super().get_status(), "relay": self.relay.get_status()}
+
+
+@register
+class RelayActionNode(ActionNode):
+    """Graph node of a relay_action."""
+
+    type_name = "relay_action"
+    Params = RelayActionParams
+    Handler = RelayAction

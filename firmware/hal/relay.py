@@ -1,0 +1,274 @@
+"""A named relay output: on/off, timed pulses, and minimum on/off times that spare contactors.
+
+A switch requested before the relay's ``min_on_s`` / ``min_off_s`` allows it is *deferred*:
+scheduled on a timer thread for the moment it becomes allowed, never dropped (the latest
+request wins, and deferrals are counted in the status). ``safe_off()`` ignores those times:
+a safe state beats contactor wear. Every method is thread-safe; the lock is re-entrant so
+``safe_off()`` can run from a signal handler that interrupted the thread holding it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from gpiozero import Factory, OutputDevice
+
+from firmware.errors import HalError
+from firmware.hal.errors import (
+    OutputClosedError,
+    OutputSetupError,
+    OutputValueError,
+    PulseTooLongError,
+)
+from firmware.hal.settings import RelaySettings
+
+log = logging.getLogger("pafw.hal")
+
+#: how long safe_off() waits for the lock before driving the pin anyway
+SAFE_LOCK_TIMEOUT_S = 1.0
+
+
+class Relay:
+    """One relay (or contactor) on a GPIO pin; starts off whatever ``settings.initial`` says.
+
+    ``initial`` is applied by :class:`~firmware.hal.hal.Hal` once every output is off. The
+    start counts as a switch to off, so ``min_off_s`` also protects against restart loops.
+
+    >>> from firmware.hal.backend import mock_factory
+    >>> with Relay("pump", RelaySettings(pin=17), factory=mock_factory()) as pump:
+    ...     pump.pulse(0.5)          # on now, off 0.5 s later on a timer thread
+    ...     pump.is_on
+    True
+    """
+
+    def __init__(
+        self,
+        name: str,
+        settings: RelaySettings,
+        *,
+        factory: Factory,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._is_on = False
+        self._closed = False
+        self._switches = 0
+        self._deferred = 0
+        self._pending: bool | None = None  # the deferred target state
+        self._pending_pulse: float | None = None  # pulse length to start when it is applied
+        self._pulse_until: float | None = None
+        self._timer: threading.Timer | None = None
+        self._generation = 0  # bumped on every cancel: a stale timer callback does nothing
+        try:
+            self._device = OutputDevice(
+                settings.pin, active_high=settings.active_high, initial_value=False,
+                pin_factory=factory,
+            )
+        except Exception as exc:
+            raise OutputSetupError(
+                f"relay {name!r} cannot use pin {settings.pin}: {exc}"
+            ) from None
+        self._last_change = clock()
+
+    # -- commands ------------------------------------------------------------------------
+
+    def on(self) -> None:
+        """Switch on (now, or deferred until ``min_off_s`` has passed); cancels a pulse."""
+        with self._lock:
+            self._check_open()
+            self._request(True, pulse_s=None)
+
+    def off(self) -> None:
+        """Switch off (now, or deferred until ``min_on_s`` has passed); cancels a pulse."""
+        with self._lock:
+            self._check_open()
+            self._request(False, pulse_s=None)
+
+    def pulse(self, seconds: float) -> None:
+        """Switch on for ``seconds``, then off; returns at once (a timer thread releases).
+
+        The length counts from the moment the relay actually closes, so a deferred start
+        still gives a full pulse; a relay already on stays on and is released ``seconds``
+        from now. A release earlier than ``min_on_s`` is deferred like any other switch.
+        """
+        limit = self.settings.max_pulse_s
+        if not seconds > 0 or math.isinf(seconds):
+            raise OutputValueError(
+                f"relay {self.name!r}: pulse length must be a positive number of seconds "
+                f"(got {seconds!r})"
+            )
+        if seconds > limit:
+            raise PulseTooLongError(
+                f"relay {self.name!r}: pulse of {seconds:g} s refused, longer than its "
+                f"max_pulse_s of {limit:g} s"
+            )
+        with self._lock:
+            self._check_open()
+            self._request(True, pulse_s=seconds)
+
+    def safe_off(self) -> None:
+        """Drive the pin off now, ignoring minimum times and cancelling pending switches."""
+        acquired = self._lock.acquire(timeout=SAFE_LOCK_TIMEOUT_S)
+        try:
+            if not acquired:
+                log.warning("relay %r: lock busy, forcing the pin off without it", self.name)
+                self._device.off()
+                return
+            if self._closed:
+                return
+            self._cancel_timer()
+            self._pending = self._pending_pulse = self._pulse_until = None
+            was_on = self._is_on
+            self._device.off()  # written even when already off: the pin is what matters
+            if was_on:
+                self._is_on = False
+                self._switches += 1
+                self._last_change = self._clock()
+        finally:
+            if acquired:
+                self._lock.release()
+
+    def close(self) -> None:
+        """Switch off (ignoring minimum times) and release the pin; idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self.safe_off()
+            finally:
+                self._closed = True
+                self._device.close()
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def is_on(self) -> bool:
+        """The commanded (and driven) state; a deferred switch has not happened yet."""
+        return self._is_on
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def get_status(self) -> dict[str, Any]:
+        """A new JSON-safe dict: state, counters, pending switch, last change (clock seconds)."""
+        with self._lock:
+            now = self._clock()
+            pending = None if self._pending is None else ("on" if self._pending else "off")
+            return {
+                "pin": self.settings.pin,
+                "active_high": self.settings.active_high,
+                "state": "closed" if self._closed else ("on" if self._is_on else "off"),
+                "switch_count": self._switches,
+                "deferred_count": self._deferred,
+                "pending": pending,
+                "pulse_remaining_s": (
+                    None if self._pulse_until is None else max(0.0, self._pulse_until - now)
+                ),
+                "last_change_s": self._last_change,
+                "since_change_s": now - self._last_change,
+            }
+
+    def __enter__(self) -> Relay:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("on" if self._is_on else "off")
+        return f"<Relay {self.name!r} pin={self.settings.pin} {state}>"
+
+    # -- internals (called with the lock held) -------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise OutputClosedError(f"relay {self.name!r} is closed")
+
+    def _request(self, target: bool, *, pulse_s: float | None) -> None:
+        """The one path of every switch: the latest request replaces any pending one."""
+        self._cancel_timer()
+        self._pending = self._pending_pulse = self._pulse_until = None
+        now = self._clock()
+        if target == self._is_on:
+            if target and pulse_s is not None:
+                self._start_release(pulse_s, now)
+            return
+        minimum = self.settings.min_on_s if self._is_on else self.settings.min_off_s
+        wait = self._last_change + minimum - now
+        if wait > 0:
+            self._pending, self._pending_pulse = target, pulse_s
+            self._deferred += 1
+            log.info("relay %r: switching %s deferred by %.3f s (min_%s_s %g)", self.name,
+                     "on" if target else "off", wait, "on" if self._is_on else "off", minimum)
+            self._arm(wait, self._apply_pending)
+            return
+        now = self._switch(target)
+        if target and pulse_s is not None:
+            self._start_release(pulse_s, now)
+
+    def _switch(self, target: bool) -> float:
+        """Drive the pin; returns the clock time just after, from which minimum times count."""
+        try:
+            if target:
+                self._device.on()
+            else:
+                self._device.off()
+        except Exception as exc:  # a driver error, converted at the boundary
+            raise HalError(f"relay {self.name!r}: cannot drive pin {self.settings.pin}: {exc}"
+                           ) from exc
+        self._is_on = target
+        self._switches += 1
+        self._last_change = self._clock()
+        log.debug("relay %r: %s", self.name, "on" if target else "off")
+        return self._last_change
+
+    def _start_release(self, seconds: float, now: float) -> None:
+        self._pulse_until = now + seconds
+        self._arm(seconds, lambda: self._request(False, pulse_s=None))
+
+    def _apply_pending(self) -> None:
+        """The deferred switch's timer fired: its time has come, so it happens now."""
+        target, pulse_s = self._pending, self._pending_pulse
+        self._pending = self._pending_pulse = None
+        if target is None:
+            return
+        now = self._switch(target)
+        if target and pulse_s is not None:
+            self._start_release(pulse_s, now)
+
+    def _arm(self, delay: float, action: Callable[[], None]) -> None:
+        self._generation += 1
+        timer = threading.Timer(delay, self._fire, args=(self._generation, action))
+        timer.daemon = True
+        timer.name = f"relay-{self.name}"
+        self._timer = timer
+        timer.start()
+
+    def _fire(self, generation: int, action: Callable[[], None]) -> None:
+        with self._lock:
+            if generation != self._generation or self._closed:
+                return  # cancelled after the timer had already started waiting for the lock
+            self._timer = None
+            try:
+                action()
+            except Exception:
+                log.exception("relay %r: timed switch failed", self.name)
+
+    def _cancel_timer(self) -> None:
+        self._generation += 1
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

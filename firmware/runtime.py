@@ -1,0 +1,129 @@
+"""The whole appliance: analyzer (DSP thread) + HAL + MQTT link + control loop (actions).
+
+Start order puts every output in its safe state first and starts the DSP thread last; stop
+order is the reverse, and every exit path (clean stop, fault, signal, exception) ends with
+the HAL's safe state and, when connected, an explicit ``offline`` on MQTT.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from firmware import __version__
+from firmware.actions.base import ActionContext, ActionHandler, ActionNode
+from firmware.actions.control import ControlLoop
+from firmware.actions.discovery import DiscoveryEntities
+from firmware.actions.feed import ResultFeed
+from firmware.actions.mqtt import MqttLink
+from firmware.actions.nodes.mqtt_action import MqttActionParams, alarm_state_name
+from firmware.appliance import Analyzer
+from firmware.config import ConfigDocument
+from firmware.errors import ActionError, ConfigError, HalError
+from firmware.hal.hal import Hal
+
+log = logging.getLogger("pafw.appliance")
+
+
+class Appliance:
+    """Everything `pafw run` runs, built from one config."""
+
+    def __init__(self, doc: ConfigDocument, *, realtime: bool = True) -> None:
+        self.doc = doc
+        cfg = doc.config
+        self.started_monotonic = time.monotonic()
+        self.analyzer = Analyzer(doc, realtime=realtime)
+        self.hal: Hal | None = None
+        self.mqtt: MqttLink | None = None
+        self.handlers: list[ActionHandler] = []
+        try:
+            if cfg.hal.relays or cfg.hal.leds:
+                self.hal = Hal(cfg.hal)
+            if cfg.mqtt.enabled:
+                self.mqtt = MqttLink(cfg.mqtt, device_id=cfg.device.id,
+                                     state_dir=self.analyzer.state_dir,
+                                     software_version=__version__, device_name=cfg.device.name)
+            ctx = ActionContext(state=self.analyzer.state, device_id=cfg.device.id,
+                                hal=self.hal, mqtt=self.mqtt, health=self.fault)
+            for node in self.action_nodes:
+                try:
+                    self.handlers.append(node.Handler(node, ctx))
+                except (ActionError, HalError) as exc:
+                    raise ConfigError(f"{doc.node_location(node.node_id)}: {exc}") from None
+        except BaseException:
+            self._release()
+            raise
+        self.feed = ResultFeed()
+        if self.handlers:
+            self.analyzer.state.attach(self.feed.post)
+            self.analyzer.frame_hooks.append(self.feed.flush)
+        self.control = ControlLoop(self.handlers, self.feed)
+
+    @property
+    def action_nodes(self) -> list[ActionNode]:
+        """The graph's action nodes, in graph order."""
+        return [n for n in self.analyzer.graph.nodes if isinstance(n, ActionNode)]
+
+    def fault(self) -> str | None:
+        """The appliance's fault (the DSP loop stopped on an error), or None."""
+        return self.analyzer.fault
+
+    def discovery_entities(self) -> DiscoveryEntities:
+        """What Home Assistant is told about: sensors per node, alarms, relays."""
+        nodes = self.analyzer.graph.nodes
+        alarms: list[str] = []
+        for node in self.action_nodes:
+            if isinstance(node.params, MqttActionParams):
+                handler = next(h for h in self.handlers if h.node_id == node.node_id)
+                alarms += [alarm_state_name(node.node_id, name).removeprefix("alarm_")
+                           for name in getattr(handler, "alarm_names", [])]
+        return DiscoveryEntities(
+            concentration_nodes=[n.node_id for n in nodes if n.type_name == "concentration"],
+            peak_nodes=[n.node_id for n in nodes if n.type_name in ("peak_finder", "lockin")],
+            alarms=alarms,
+            relays=sorted(self.doc.config.hal.relays),
+        )
+
+    def start(self) -> float:
+        """Start MQTT, the actions, then warm up and start the DSP thread; returns the
+        warm-up time in seconds."""
+        if self.mqtt is not None:
+            self.mqtt.start()
+            if self.doc.config.mqtt.discovery.enabled:
+                self.mqtt.set_discovery(self.discovery_entities())
+        self.control.start()
+        warm = self.analyzer.warm_up()
+        self.analyzer.start()
+        return warm
+
+    def stop(self) -> None:
+        """Stop the DSP thread, the actions, put outputs safe, say offline; idempotent."""
+        self.analyzer.stop()
+        self.control.stop()
+        if self.mqtt is not None:
+            self.mqtt.publish_status(self.get_status(brief=True))
+        self._release()
+
+    def _release(self) -> None:
+        if self.hal is not None:
+            self.hal.safe_state()
+            self.hal.close()
+        if self.mqtt is not None:
+            self.mqtt.stop()
+
+    def safe_state(self) -> None:
+        """Every output off now (signal handlers, fatal paths); never raises."""
+        if self.hal is not None:
+            self.hal.safe_state()
+
+    def get_status(self, *, brief: bool = False) -> dict[str, Any]:
+        """Appliance status: analyzer, actions, HAL, MQTT (``brief``: without results)."""
+        status = self.analyzer.get_status()
+        if brief:
+            status.pop("results", None)
+            status.pop("graph", None)
+        status["control"] = self.control.get_status()
+        status["hal"] = self.hal.get_status() if self.hal is not None else None
+        status["mqtt"] = self.mqtt.get_status() if self.mqtt is not None else None
+        return status
