@@ -49,7 +49,7 @@ from firmware.actions.mqtt_settings import MqttSettings, check_topic_level
 from firmware.actions.outbox import Outbox, OutboxError
 from firmware.errors import ActionError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("pafw.mqtt")
 OUTBOX_FILE = "mqtt-outbox.sqlite3"
 __all__ = ["OUTBOX_FILE", "MqttError", "MqttLink", "encode_json", "json_safe"]
 

@@ -41,7 +41,7 @@ from typing import Any
 
 from firmware.actions.outbox import Outbox, OutboxError, OutboxMessage
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("pafw.mqtt")
 
 
 @dataclass(frozen=True, slots=True)

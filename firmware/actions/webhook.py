@@ -31,7 +31,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from firmware.strict_model import StrictModel
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("pafw.webhook")
 
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 header field name
