@@ -38,6 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", type=Path)
     config_sub.add_parser("default", help="print the built-in config, commented")
 
+    script = sub.add_parser("script", help="check customer scripts (python_action)")
+    script_sub = script.add_subparsers(dest="script_command", required=True, metavar="ACTION")
+    script_check = script_sub.add_parser(
+        "check", help="static checks, load in a sandboxed worker, run on synthetic data")
+    script_check.add_argument("file", type=Path)
+    script_check.add_argument("--config", type=Path,
+                              help="config with the python_action node using this script")
+    script_check.add_argument("--node", help="the python_action node id (default: by file)")
+    script_check.add_argument("--class", dest="class_name", help="class to instantiate")
+
     analyze = sub.add_parser("analyze", help="run the graph over a WAV file, one row per frame")
     analyze.add_argument("file", type=Path)
     analyze.add_argument("--config", type=Path)
@@ -55,9 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
                           default="float32")
 
     bench = sub.add_parser("bench", help="measure the DSP graph (or the actions) and print it")
-    bench.add_argument("what", nargs="?", choices=["dsp", "actions"], default="dsp",
+    bench.add_argument("what", nargs="?", choices=["dsp", "actions", "python-actions"],
+                       default="dsp",
                        help="dsp: graph vs a scipy reference; actions: MQTT latency, outbox "
-                       "throughput, DSP cost of the actions (needs mosquitto)")
+                       "throughput, DSP cost of the actions (needs mosquitto); "
+                       "python-actions: trigger latency, DSP cost, worker start/memory, "
+                       "reload latency")
     bench.add_argument("--config", type=Path)
     bench.add_argument("--seconds", type=float, default=20.0,
                        help="actions: how long to measure the latency")
@@ -101,6 +114,16 @@ def _cmd_config(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _cmd_script(args: argparse.Namespace, out: TextIO) -> int:
+    from firmware.script_check import check_script_file
+
+    doc = _load(args.config) if args.config is not None else None
+    report = check_script_file(args.file, doc=doc, node_id=args.node,
+                               class_name=args.class_name)
+    out.write(report.render() + "\n")
+    return EXIT_OK if report.ok else EXIT_FAILURE
+
+
 def _cmd_analyze(args: argparse.Namespace, out: TextIO) -> int:
     from firmware.offline import analyze
 
@@ -128,6 +151,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
+    if args.what == "python-actions":
+        from firmware.bench_python import format_python_report, run_python_bench
+
+        figures = run_python_bench(seconds=args.seconds, rounds=args.rounds)
+        out.write(json.dumps(figures) + "\n" if args.json
+                  else format_python_report(figures) + "\n")
+        return EXIT_OK
     if args.what == "actions":
         from firmware.bench_actions import format_actions_report, run_actions_bench
 
@@ -155,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "config":
             return _cmd_config(args, out)
+        if args.command == "script":
+            return _cmd_script(args, out)
         if args.command == "analyze":
             return _cmd_analyze(args, out)
         if args.command == "simulate":

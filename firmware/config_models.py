@@ -202,6 +202,16 @@ class PathsSettings(StrictModel):
             raise ValueError(f"cannot expand '~' ({exc})") from None
 
 
+class ScriptsSettings(StrictModel):
+    """How customer scripts (python_action nodes) are run."""
+
+    worker_user: str | None = Field(
+        "nobody", description="when the appliance runs as root, workers run as this user"
+    )
+    hot_reload: bool = Field(True, description="reload a script when its file changes")
+    debounce_s: float = Field(0.15, gt=0, le=10)
+
+
 class LoggingSettings(StrictModel):
     """Log verbosity and line format (json for log collectors)."""
 
@@ -219,6 +229,7 @@ class Config(StrictModel):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     hal: HalSettings = Field(default_factory=HalSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    scripts: ScriptsSettings = Field(default_factory=ScriptsSettings)
 
     @model_validator(mode="after")
     def _nodes_match_sections(self) -> Config:

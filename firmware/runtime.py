@@ -8,7 +8,9 @@ the HAL's safe state and, when connected, an explicit ``offline`` on MQTT.
 from __future__ import annotations
 
 import logging
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 from firmware import __version__
@@ -18,6 +20,8 @@ from firmware.actions.discovery import DiscoveryEntities
 from firmware.actions.feed import ResultFeed
 from firmware.actions.mqtt import MqttLink
 from firmware.actions.nodes.mqtt_action import MqttActionParams, alarm_state_name
+from firmware.actions.nodes.python_action import PythonAction
+from firmware.actions.script_watch import ScriptWatcher
 from firmware.appliance import Analyzer
 from firmware.config import ConfigDocument
 from firmware.errors import ActionError, ConfigError, HalError
@@ -44,8 +48,17 @@ class Appliance:
                 self.mqtt = MqttLink(cfg.mqtt, device_id=cfg.device.id,
                                      state_dir=self.analyzer.state_dir,
                                      software_version=__version__, device_name=cfg.device.name)
-            ctx = ActionContext(state=self.analyzer.state, device_id=cfg.device.id,
-                                hal=self.hal, mqtt=self.mqtt, health=self.fault)
+            ctx = ActionContext(
+                state=self.analyzer.state, device_id=cfg.device.id, hal=self.hal,
+                mqtt=self.mqtt, health=self.fault,
+                extra={
+                    "state_dir": self.analyzer.state_dir,
+                    "scripts_dir": cfg.paths.scripts_dir,
+                    "run_as_user": cfg.scripts.worker_user if os.geteuid() == 0 else None,
+                    "raw_parameters": {n.id: dict(n.parameters)
+                                       for n in cfg.processing.default_graph.nodes},
+                    "node_statistics": self.node_statistics,
+                })
             for node in self.action_nodes:
                 try:
                     self.handlers.append(node.Handler(node, ctx))
@@ -54,6 +67,10 @@ class Appliance:
         except BaseException:
             self._release()
             raise
+        self.watcher: ScriptWatcher | None = None
+        if cfg.scripts.hot_reload and self.python_handlers:
+            self.watcher = ScriptWatcher(cfg.paths.scripts_dir, self._script_changed,
+                                         debounce_s=cfg.scripts.debounce_s)
         self.feed = ResultFeed()
         if self.handlers:
             self.analyzer.state.attach(self.feed.post)
@@ -64,6 +81,25 @@ class Appliance:
     def action_nodes(self) -> list[ActionNode]:
         """The graph's action nodes, in graph order."""
         return [n for n in self.analyzer.graph.nodes if isinstance(n, ActionNode)]
+
+    @property
+    def python_handlers(self) -> list[PythonAction]:
+        """The python_action handlers."""
+        return [h for h in self.handlers if isinstance(h, PythonAction)]
+
+    def _script_changed(self, path: Path) -> None:
+        """Watcher thread: reload every action running ``path`` (on the control loop)."""
+        changed = path.resolve()
+        for handler in self.python_handlers:
+            if handler.supervisor.spec.script_path == changed:
+                self.control.call(handler.reload())
+
+    def node_statistics(self, node_id: str) -> dict[str, Any]:
+        """A graph node's type, timing and status (for scripts' get_node_statistics)."""
+        nodes = self.analyzer.graph.get_status()["nodes"]
+        if node_id not in nodes:
+            raise ValueError(f"no node {node_id!r} in the graph (nodes: {', '.join(nodes)})")
+        return nodes[node_id]
 
     def fault(self) -> str | None:
         """The appliance's fault (the DSP loop stopped on an error), or None."""
@@ -93,12 +129,16 @@ class Appliance:
             if self.doc.config.mqtt.discovery.enabled:
                 self.mqtt.set_discovery(self.discovery_entities())
         self.control.start()
+        if self.watcher is not None:
+            self.watcher.start()
         warm = self.analyzer.warm_up()
         self.analyzer.start()
         return warm
 
     def stop(self) -> None:
         """Stop the DSP thread, the actions, put outputs safe, say offline; idempotent."""
+        if self.watcher is not None:
+            self.watcher.stop()
         self.analyzer.stop()
         self.control.stop()
         if self.mqtt is not None:

@@ -226,6 +226,27 @@ class MqttLink:
         data = value.encode() if isinstance(value, str) else encode_json(value)
         self._set_retained(f"{self.root}/state/{name}", data)
 
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Publish ``payload`` on any concrete ``topic`` (QoS 1). Used for PythonAction grants,
+        which the caller checks. Retained messages keep only their latest value and are
+        re-sent on connect; the others go through the durable outbox, in order."""
+        if not topic or "#" in topic or "+" in topic or "\0" in topic or len(topic) > 65535:
+            raise MqttError(f"cannot publish to {topic!r}: expected a topic without wildcards")
+        if retain:
+            self._set_retained(topic, payload)
+            return
+        if self._outbox is None:
+            return
+        try:
+            self._outbox.add(topic, payload, qos=1, retain=False)
+        except OutboxError as exc:
+            with self._lock:
+                self._counts["lost"] += 1
+                self._last_error = str(exc)
+            log.error("MQTT message to %s lost: %s", topic, exc)
+            return
+        self._wake.set()
+
     def set_discovery(self, entities: DiscoveryEntities) -> None:
         """Announce ``entities`` to Home Assistant (retained configs, re-sent on HA restart).
 

@@ -1,0 +1,500 @@
+"""Host side of one PythonAction worker process: spawn, RPC with deadlines, logs, memory.
+
+:class:`PythonWorker` runs on the control loop (asyncio) and never blocks it: the socketpair
+is an asyncio stream, the process an asyncio subprocess. One call runs at a time; its wall-
+clock deadline (``timeout_ms``, which includes the time the host spends answering the
+script's API requests) kills the worker's whole process group with SIGKILL on expiry and
+raises :class:`WorkerTimeout`; just before the kill (at most 0.25 s) the worker dumps its
+stack (faulthandler on SIGUSR1) so the error names the script line it was stuck on. Requests
+of the script are answered at any time, through ``handle_request`` (the integrator's
+capability-checking API); a PermissionError, ValueError ... raised there reaches the script
+as that type. Worker log lines go to ``logger``, at most ``log_lines_per_s`` per second,
+then one "suppressed N lines" summary.
+
+The worker is started from the control loop's thread, and its parent-death signal is tied to
+that thread: it dies with the loop, never outlives the appliance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from firmware.actions.python import protocol
+from firmware.actions.python.protocol import (
+    DEFAULT_MAX_FRAME_BYTES,
+    ProtocolError,
+    ScriptCallError,
+    ScriptLoadError,
+    WorkerCrashed,
+    WorkerError,
+    WorkerTimeout,
+    describe_error,
+    describe_exit,
+)
+
+RequestHandler = Callable[[str, list[Any], dict[str, Any]], Awaitable[Any]]
+WORKER_MODULE = "firmware.actions.python.worker"
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+          "warn": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL}
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything one worker needs; ``script_path`` is already resolved (resolve_script)."""
+
+    node_id: str
+    script_path: Path
+    class_name: str
+    scripts_dir: Path
+    python_config: dict[str, Any] = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    monitored_nodes: list[str] = field(default_factory=list)
+    allowed_imports: list[str] = field(default_factory=list)
+    #: for containment tests and diagnostics only (see imports.py)
+    unsafe_allow_refused_imports: list[str] = field(default_factory=list)
+    network: bool = False
+    timeout_ms: int = 5000
+    max_memory_mb: int = 64
+    run_as_user: str | None = None
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    log_lines_per_s: int = 20
+
+    def init_message(self) -> dict[str, Any]:
+        """The ``init`` frame."""
+        return {"t": "init", "node_id": self.node_id, "script_path": str(self.script_path),
+                "scripts_dir": str(self.scripts_dir), "class_name": self.class_name,
+                "python_config": self.python_config, "parameters": self.parameters,
+                "monitored_nodes": list(self.monitored_nodes),
+                "allowed_imports": list(self.allowed_imports),
+                "unsafe_allow_refused_imports": list(self.unsafe_allow_refused_imports),
+                "network": self.network, "max_memory_mb": self.max_memory_mb,
+                "run_as_user": self.run_as_user, "log_lines_per_s": self.log_lines_per_s,
+                "timeout_ms": self.timeout_ms}
+
+
+class LogLimiter:
+    """At most ``lines_per_s`` worker lines per second into the logger; the rest are counted
+    and summarised once per window."""
+
+    def __init__(self, logger: logging.Logger, node_id: str, lines_per_s: int) -> None:
+        self.logger, self.node_id = logger, node_id
+        self.lines_per_s = max(1, lines_per_s)
+        self._window, self._count, self._suppressed = time.monotonic(), 0, 0
+        self.suppressed_total = 0
+
+    def log(self, level: int, stream: str, message: str) -> None:
+        """Log one line of the worker unless over the rate."""
+        now = time.monotonic()
+        if now - self._window >= 1.0:
+            self.flush()
+            self._window, self._count = now, 0
+        if self._count >= self.lines_per_s:
+            self._suppressed += 1
+            self.suppressed_total += 1
+            return
+        self._count += 1
+        self.logger.log(level, "python action %s [%s]: %s", self.node_id, stream, message)
+
+    def count_suppressed(self, count: int) -> None:
+        """Lines the worker itself suppressed (reported by its summary frame)."""
+        self.suppressed_total += count
+
+    def flush(self) -> None:
+        """Log the summary of lines suppressed in the current window."""
+        if self._suppressed:
+            self.logger.warning("python action %s: suppressed %d log lines (over %d lines/s)",
+                                self.node_id, self._suppressed, self.lines_per_s)
+            self._suppressed = 0
+
+
+def _read_proc_kb(path: str, keys: tuple[str, ...]) -> int | None:
+    try:
+        with open(path, encoding="ascii") as f:
+            total = sum(int(line.split()[1]) for line in f if line.split(":")[0] in keys)
+    except (OSError, ValueError, IndexError):
+        return None
+    return total * 1024
+
+
+def worker_env(spec: WorkerSpec) -> dict[str, str]:
+    """The worker's environment: minimal, so no secret of the appliance's leaks into it
+    (configuration reaches the script through python_config), single-threaded math libs."""
+    env = {"PATH": os.defpath, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+           "HOME": str(spec.scripts_dir), "OPENBLAS_NUM_THREADS": "1",
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    if "TZ" in os.environ:
+        env["TZ"] = os.environ["TZ"]
+    return env
+
+
+class PythonWorker:
+    """One worker process running one script. Not restarted here: see WorkerSupervisor.
+
+    Example::
+
+        worker = PythonWorker(spec, handle_request=api.handle, logger=log)
+        await worker.start(timeout_s=5)
+        ok = await worker.call("on_trigger", "concentration", {"value": 1200.0})
+        await worker.stop()
+    """
+
+    def __init__(self, spec: WorkerSpec, *, handle_request: RequestHandler,
+                 logger: logging.Logger) -> None:
+        self.spec = spec
+        self._handle = handle_request
+        self.logger = logger
+        self.limiter = LogLimiter(logger, spec.node_id, spec.log_lines_per_s)
+        self._proc: asyncio.subprocess.Process | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._ready: asyncio.Future[dict[str, Any]] | None = None
+        self._exited: asyncio.Future[int] | None = None
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._lock = asyncio.Lock()
+        self._next_id = 0
+        self._stderr_tail: deque[str] = deque(maxlen=10)
+        self._dump: list[str] | None = None  # collects fd-2 lines after SIGUSR1
+        self._stderr_task: asyncio.Task[Any] | None = None
+        self.kill_reason: str | None = None
+        self.ready_info: dict[str, Any] = {}
+        self.start_ms: float | None = None
+        self.calls = self.requests = 0
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def pid(self) -> int | None:
+        """The worker's pid (None before start)."""
+        return self._proc.pid if self._proc else None
+
+    @property
+    def returncode(self) -> int | None:
+        """Exit status once the worker is gone (negative: killed by that signal)."""
+        return self._exited.result() if self._exited and self._exited.done() else None
+
+    @property
+    def alive(self) -> bool:
+        """True from the spawn until the process has exited."""
+        return self._exited is not None and not self._exited.done()
+
+    # ------------------------------------------------------------------- lifecycle
+    async def start(self, timeout_s: float = 5.0) -> None:
+        """Spawn the worker and wait for ``ready``. Raises ScriptLoadError (with file:line)
+        on a fatal load error, WorkerTimeout, or WorkerCrashed; the process is gone then."""
+        spec = self.spec
+        if spec.unsafe_allow_refused_imports:
+            self.logger.warning("python action %s: UNSAFE refused imports unlocked: %s "
+                                "(tests and diagnostics only)", spec.node_id,
+                                ", ".join(spec.unsafe_allow_refused_imports))
+        try:
+            init = protocol.pack(spec.init_message(), spec.max_frame_bytes)
+        except ProtocolError as exc:
+            raise ScriptLoadError(f"python action {spec.node_id}: {exc}") from None
+        loop = asyncio.get_running_loop()
+        t0 = time.perf_counter()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-I", "-m", WORKER_MODULE, "--fd", str(theirs.fileno()),
+                "--max-frame", str(spec.max_frame_bytes), pass_fds=(theirs.fileno(),),
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE, start_new_session=True,
+                cwd=spec.scripts_dir, env=worker_env(spec))
+        except OSError as exc:
+            ours.close()
+            raise WorkerCrashed(f"python action {spec.node_id}: cannot start a worker: "
+                                f"{exc}") from None
+        finally:
+            theirs.close()
+        reader, self._writer = await asyncio.open_unix_connection(sock=ours)
+        self._ready, self._exited = loop.create_future(), loop.create_future()
+        self._spawn(self._read_loop(reader))
+        self._stderr_task = self._spawn(self._pump_stderr())
+        self._spawn(self._watch_exit())
+        self._writer.write(init)
+        try:
+            self.ready_info = await asyncio.wait_for(asyncio.shield(self._ready), timeout_s)
+        except TimeoutError:
+            self.kill("start timeout")
+            await self.wait()
+            raise WorkerTimeout(f"python action {spec.node_id}: worker {self.pid} not ready "
+                                f"within {timeout_s} s; killed") from None
+        except WorkerError:
+            self.kill("load failed")
+            await self.wait()
+            raise
+        except asyncio.CancelledError:  # e.g. the supervisor stopped meanwhile
+            self.kill("start cancelled")
+            raise
+        self.start_ms = round((time.perf_counter() - t0) * 1e3, 3)
+        report = self.ready_info.get("sandbox", {})
+        self.logger.info("python action %s: worker %s ready in %.0f ms (network: %s, uid %s, "
+                         "processes: %s)", spec.node_id, self.pid, self.start_ms,
+                         report.get("network"), report.get("uid"), report.get("processes"))
+        for warning in report.get("warnings", []):
+            self.logger.warning("python action %s: %s", spec.node_id, warning)
+
+    async def call(self, method: str, *args: Any) -> Any:
+        """Run ``method(*args)`` of the script's instance within ``timeout_ms``.
+
+        Raises ScriptCallError (the script raised or returned a wrong type), WorkerTimeout
+        (the worker was killed), WorkerCrashed, ProtocolError (args not JSON-like/too big).
+        """
+        if method not in protocol.CALL_METHODS:
+            raise ValueError(f"unknown method {method!r}; one of "
+                             f"{', '.join(sorted(protocol.CALL_METHODS))}")
+        async with self._lock:
+            if not self.alive or self._writer is None:
+                raise WorkerCrashed(self.death_message(), returncode=self.returncode)
+            self._next_id += 1
+            call_id = self._next_id
+            frame = protocol.pack({"t": "call", "id": call_id, "method": method,
+                                   "args": list(args)}, self.spec.max_frame_bytes)
+            future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            self._pending[call_id] = future
+            self.calls += 1
+            self._writer.write(frame)
+            try:
+                reply = await asyncio.wait_for(self._drain_then(future),
+                                               self.spec.timeout_ms / 1000)
+            except TimeoutError:
+                info = await self._where_stuck()
+                self.kill("timeout")
+                info["message"] = (f"{method} did not return within {self.spec.timeout_ms} "
+                                   f"ms; worker {self.pid} killed")
+                raise WorkerTimeout(describe_error(self.spec.node_id, "timeout", info),
+                                    info=info) from None
+            finally:
+                self._pending.pop(call_id, None)
+        if reply["t"] == "error":
+            info = reply.get("error") or {}
+            raise ScriptCallError(describe_error(self.spec.node_id, f"{method} failed", info),
+                                  info=info)
+        return reply.get("value")
+
+    async def _where_stuck(self, wait_s: float = 0.25) -> dict[str, Any]:
+        """Ask a stuck worker for its stack (faulthandler on SIGUSR1, written to fd 2) and
+        find the innermost frame of the script: the timeout then names file:line."""
+        info: dict[str, Any] = {"type": "WorkerTimeout", "file": None, "line": None,
+                                "traceback": ""}
+        if self._proc is None or not self.alive:
+            return info
+        self._dump = []
+        with contextlib.suppress(ProcessLookupError):
+            self._proc.send_signal(signal.SIGUSR1)
+        path = str(self.ready_info.get("script") or self.spec.script_path)
+        script = f'File "{path}", line '
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+            found = [line for line in self._dump if script in line]
+            if found:
+                await asyncio.sleep(0.02)  # the rest of the dump
+                info["line"] = int(found[0].split(script, 1)[1].split()[0])
+                info["file"] = path
+                break
+        info["traceback"] = "\n".join(self._dump)[-4000:]
+        self._dump = None
+        self._stderr_tail.clear()  # the dump is in the error, not a crash cause
+        return info
+
+    async def _drain_then(self, future: asyncio.Future[dict[str, Any]]) -> dict[str, Any]:
+        assert self._writer is not None
+        await self._writer.drain()
+        return await asyncio.shield(future)
+
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        """Call on_stop (if the script defines it), close the connection, then SIGTERM and
+        SIGKILL the process group if it does not exit. Idempotent."""
+        if self._exited is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        if self.alive and "on_stop" in self.ready_info.get("methods", []):
+            try:
+                await asyncio.wait_for(self.call("on_stop"), max(0.05, timeout_s / 2))
+            except (WorkerError, TimeoutError) as exc:
+                self.logger.warning("python action %s: on_stop: %s", self.spec.node_id, exc)
+        if self._writer is not None:
+            self._writer.close()
+        for sig in (None, signal.SIGTERM, signal.SIGKILL):
+            if sig is not None:
+                self.kill_reason = self.kill_reason or "did not exit when stopped"
+                self._killpg(sig)
+            remaining = deadline - loop.time() if sig is None else 1.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wait(), max(0.05, remaining))
+            if not self.alive:
+                break
+        self.limiter.flush()
+
+    def kill(self, reason: str = "killed") -> None:
+        """SIGKILL the worker and its process group now (the first reason is kept)."""
+        if self.alive:
+            self.kill_reason = self.kill_reason or reason
+            self._killpg(signal.SIGKILL)
+
+    async def wait(self) -> int:
+        """Wait until the worker has exited; its return code."""
+        if self._exited is None:
+            raise RuntimeError("worker not started")
+        return await asyncio.shield(self._exited)
+
+    # ------------------------------------------------------------------- measures
+    def rss_bytes(self) -> int | None:
+        """Resident set size (from /proc/<pid>/status), None when not running."""
+        return _read_proc_kb(f"/proc/{self.pid}/status", ("VmRSS",)) if self.alive else None
+
+    def uss_bytes(self) -> int | None:
+        """Unique set size: private pages (from /proc/<pid>/smaps_rollup)."""
+        keys = ("Private_Clean", "Private_Dirty", "Private_Hugetlb")
+        return _read_proc_kb(f"/proc/{self.pid}/smaps_rollup", keys) if self.alive else None
+
+    def get_status(self) -> dict[str, Any]:
+        """JSON-safe status of this worker process."""
+        return {"pid": self.pid, "alive": self.alive, "exit": describe_exit(self.returncode)
+                if self.returncode is not None else None, "kill_reason": self.kill_reason,
+                "start_ms": self.start_ms, "load_ms": self.ready_info.get("load_ms"),
+                "network": self.ready_info.get("network"),
+                "sandbox": self.ready_info.get("sandbox"), "calls": self.calls,
+                "requests": self.requests, "log_suppressed": self.limiter.suppressed_total}
+
+    # -------------------------------------------------------------------- internals
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _killpg(self, sig: int) -> None:
+        if self._proc is None:
+            return
+        try:
+            os.killpg(self._proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                self._proc.send_signal(sig)
+
+    def death_message(self) -> str:
+        """How the worker ended: exit code or signal, our kill reason, last stderr lines."""
+        text = f"python action {self.spec.node_id}: worker {self.pid} " \
+               f"{describe_exit(self.returncode)}"
+        if self.kill_reason:
+            text += f" ({self.kill_reason})"
+        if self._stderr_tail:
+            text += "; stderr: " + " | ".join(self._stderr_tail)
+        return text
+
+    async def _watch_exit(self) -> None:
+        assert self._proc is not None and self._exited is not None
+        code = await self._proc.wait()
+        self._killpg(signal.SIGKILL)  # children the worker left behind (its process group)
+        if self._stderr_task is not None:  # the last lines (a traceback) name the cause
+            await asyncio.wait({self._stderr_task}, timeout=0.5)
+        self._exited.set_result(code)
+        error = WorkerCrashed(self.death_message(), returncode=code)
+        for future in [self._ready, *self._pending.values()]:
+            if future is not None and not future.done():
+                future.set_exception(error)
+        if self._ready is not None and self._ready.done() and not self._ready.cancelled():
+            self._ready.exception()  # retrieved: no "never retrieved" warning
+        if self._writer is not None:
+            self._writer.close()
+        self.limiter.flush()
+
+    async def _read_loop(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while (message := await protocol.read_message(
+                    reader, self.spec.max_frame_bytes)) is not None:
+                self._dispatch(message)
+        except (ProtocolError, ValueError, TypeError, KeyError) as exc:  # a broken worker
+            self.logger.error("python action %s: protocol error from worker %s: %s",
+                              self.spec.node_id, self.pid, exc)
+            self.kill(f"protocol error: {exc}")
+        except (ConnectionError, OSError):
+            pass
+        if self.alive:  # EOF while running: give it a moment to exit, then make sure
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wait(), 2.0)
+            self.kill("closed its connection")
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        kind = message["t"]
+        if kind in ("result", "error"):
+            future = self._pending.get(message.get("id"))  # type: ignore[arg-type]
+            if future is not None and not future.done():
+                future.set_result(message)
+        elif kind == "req":
+            self._spawn(self._answer(message))
+        elif kind == "log" and message.get("suppressed"):  # the worker's own summary
+            self.limiter.count_suppressed(int(message["suppressed"]))
+            self.logger.warning("python action %s: %s", self.spec.node_id,
+                                message.get("message"))
+        elif kind == "log":
+            self.limiter.log(LEVELS.get(str(message.get("level")), logging.INFO),
+                             str(message.get("stream", "log")), str(message.get("message")))
+        elif kind == "ready" and self._ready is not None and not self._ready.done():
+            self._ready.set_result(message)
+        elif kind == "fatal" and self._ready is not None and not self._ready.done():
+            info = message.get("error") or {}
+            self._ready.set_exception(ScriptLoadError(
+                describe_error(self.spec.node_id, "cannot load the script", info), info=info))
+        else:
+            raise ProtocolError(f"unexpected {kind!r} frame")
+
+    async def _answer(self, message: dict[str, Any]) -> None:
+        """Answer one API request of the script through handle_request."""
+        self.requests += 1
+        req_id, method = message.get("id"), str(message.get("method"))
+        try:
+            if method not in protocol.API_METHODS:
+                raise ValueError(f"unknown API method {method!r}")
+            value = await self._handle(method, list(message.get("args") or []),
+                                       dict(message.get("kwargs") or {}))
+            frame = protocol.pack({"t": "resp", "id": req_id, "value": value},
+                                  self.spec.max_frame_bytes)
+        except Exception as exc:
+            wire = next((c.__name__ for c in type(exc).__mro__
+                         if c.__name__ in protocol.WIRE_ERRORS), None)
+            if wire is None:
+                self.logger.exception("python action %s: handling %s failed",
+                                      self.spec.node_id, method)
+                wire, text = "RuntimeError", f"the appliance failed to handle {method}: {exc}"
+            else:
+                text = str(exc)
+            frame = protocol.pack({"t": "resp", "id": req_id,
+                                   "error": {"type": wire, "message": text[:4000]}},
+                                  self.spec.max_frame_bytes)
+        if self._writer is not None and self.alive:
+            self._writer.write(frame)
+            with contextlib.suppress(ConnectionError):
+                await self._writer.drain()
+
+    async def _pump_stderr(self) -> None:
+        """Forward what the interpreter writes on fd 2 (before the script's stderr is
+        redirected, or at a crash) to the log; keep the last lines for crash reports."""
+        assert self._proc is not None and self._proc.stderr is not None
+        pending = b""
+        while chunk := await self._proc.stderr.read(4096):
+            *lines, pending = (pending + chunk).split(b"\n")
+            pending = pending[-4000:]
+            for raw in lines:
+                line = raw.decode("utf-8", "replace").rstrip()
+                if line:
+                    self._stderr_tail.append(line[:500])
+                    if self._dump is not None:
+                        self._dump.append(line)
+                    self.limiter.log(logging.WARNING, "stderr-fd", line)
+        if pending.strip():
+            self._stderr_tail.append(pending.decode("utf-8", "replace")[:500])

@@ -1,0 +1,220 @@
+"""`pafw script check FILE`: everything that can be known about a script before deploying it.
+
+1. static checks (syntax, imports against the node's allow-list, dynamic code);
+2. load it in a real sandboxed worker and instantiate its class with the node's config;
+3. call ``on_update`` and ``on_trigger`` (and ``on_clear`` if defined) on synthetic data and
+   ``get_status``, checking return types and timing. Side effects are dry runs: a granted
+   relay, LED or MQTT call is reported as "would ...", an ungranted one as denied; nothing
+   touches hardware or a broker.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from firmware.actions.base import ActionContext
+from firmware.actions.history import HistoryBuffer
+from firmware.actions.nodes.python_action import PythonActionParams
+from firmware.actions.python.host import PythonWorker, WorkerSpec
+from firmware.actions.python.imports import check_script
+from firmware.actions.python_api_host import ScriptApiHost
+from firmware.actions.python_grants import Grants
+from firmware.actions.python_store import ScriptStore
+from firmware.actions.triggers import TriggerEvent
+from firmware.config import ConfigDocument
+from firmware.errors import PafwError
+from firmware.state import ComputingResult, ComputingState
+
+SYNTHETIC_PPM = 1500.0
+
+
+@dataclass
+class CheckReport:
+    """Findings, in order; ``ok`` is False if any step failed."""
+
+    script: Path
+    lines: list[str] = field(default_factory=list)
+    ok: bool = True
+
+    def good(self, text: str) -> None:
+        self.lines.append(f"  ok    {text}")
+
+    def bad(self, text: str) -> None:
+        self.lines.append(f"  FAIL  {text}")
+        self.ok = False
+
+    def note(self, text: str) -> None:
+        self.lines.append(f"        {text}")
+
+    def render(self) -> str:
+        verdict = "passed" if self.ok else "FAILED"
+        return "\n".join([f"{self.script}:", *self.lines, f"check {verdict}"])
+
+
+class DryRunApiHost(ScriptApiHost):
+    """The real request checks, with side effects recorded instead of performed."""
+
+    def __init__(self, *args: Any, report: CheckReport, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.report = report
+
+    async def _publish_mqtt(self, topic: str, payload: Any, *, retain: bool = False) -> None:
+        self.grants.check_publish(topic)
+        self.report.note(f"would publish to {topic!r}: {str(payload)[:80]}")
+
+    async def _relay_on(self, name: str) -> None:
+        self.grants.check_relay(name)
+        self.report.note(f"would switch relay {name!r} on")
+
+    async def _relay_off(self, name: str) -> None:
+        self.grants.check_relay(name)
+        self.report.note(f"would switch relay {name!r} off")
+
+    async def _relay_pulse(self, name: str, seconds: float) -> None:
+        self.grants.check_relay(name)
+        self.report.note(f"would pulse relay {name!r} for {seconds} s")
+
+    async def _led_on(self, name: str) -> None:
+        self.grants.check_led(name)
+        self.report.note(f"would switch LED {name!r} on")
+
+    async def _led_off(self, name: str) -> None:
+        self.grants.check_led(name)
+        self.report.note(f"would switch LED {name!r} off")
+
+    async def _led_blink(self, name: str, on_s: float = 0.5, off_s: float = 0.5) -> None:
+        self.grants.check_led(name)
+        self.report.note(f"would blink LED {name!r}")
+
+
+def find_node(doc: ConfigDocument | None, script: Path,
+              node_id: str | None) -> tuple[str, PythonActionParams | None, dict[str, Any]]:
+    """The python_action node configured for ``script`` (by ``node_id`` or file name)."""
+    if doc is None:
+        return node_id or "check", None, {}
+    nodes = [n for n in doc.config.processing.default_graph.nodes if n.type == "python_action"]
+    for node in nodes:
+        if node_id is not None and node.id != node_id:
+            continue
+        if node_id is not None or Path(node.params.python_script_path).name == script.name:
+            return node.id, node.params, dict(node.parameters)
+    wanted = f"node {node_id!r}" if node_id else f"a python_action running {script.name}"
+    raise PafwError(f"{doc.name}: no {wanted}; python_action nodes: "
+                    f"{', '.join(n.id for n in nodes) or 'none'}")
+
+
+def action_class(source: str, requested: str | None) -> str | None:
+    """The class to instantiate: ``requested``, else the one subclassing CustomPythonAction."""
+    if requested:
+        return requested
+    tree = ast.parse(source)
+    candidates = [n.name for n in tree.body if isinstance(n, ast.ClassDef) and any(
+        (isinstance(b, ast.Name) and b.id == "CustomPythonAction")
+        or (isinstance(b, ast.Attribute) and b.attr == "CustomPythonAction") for b in n.bases)]
+    return candidates[-1] if candidates else None
+
+
+def synthetic_results(nodes: list[str]) -> ComputingState:
+    """A state where every node reports a plausible, high reading."""
+    state = ComputingState()
+    now, mono = time.time(), time.monotonic()
+    for i, node in enumerate(nodes or ["peak_finder", "concentration"]):
+        state.publish(ComputingResult(node, "concentration", now, mono, i, True,
+                                      frequency_hz=2000.0, amplitude=0.03,
+                                      amplitude_db=-30.5, snr_db=35.0, coherence=1.0,
+                                      concentration_ppm=SYNTHETIC_PPM))
+    return state
+
+
+async def _exercise(report: CheckReport, spec: WorkerSpec, api: DryRunApiHost,
+                    state: ComputingState, threshold: float) -> None:
+    worker = PythonWorker(spec, handle_request=api.handle,
+                          logger=logging.getLogger(f"pafw.script.{spec.node_id}"))
+    try:
+        await worker.start(timeout_s=10)
+    except Exception as exc:
+        report.bad(f"load and instantiate {spec.class_name}: {exc}")
+        return
+    report.good(f"loaded {spec.class_name} in a sandboxed worker in "
+                f"{worker.start_ms or 0:.0f} ms (network: "
+                f"{worker.ready_info.get('network', '?')})")
+    event = TriggerEvent("trigger", "concentration", "concentration", SYNTHETIC_PPM, threshold,
+                         "concentration", time.monotonic(), time.time(), {})
+    steps: list[tuple[str, tuple[Any, ...], type | None]] = [
+        ("on_update", ({k: r.to_dict() for k, r in state.snapshot().items()},), None),
+        ("on_trigger", ("concentration", event.to_dict()), bool),
+    ]
+    if "on_clear" in worker.ready_info.get("methods", []):
+        clear = TriggerEvent("clear", "concentration", "concentration", 800.0, threshold,
+                             "concentration", time.monotonic(), time.time(), {})
+        steps.append(("on_clear", ("concentration", clear.to_dict()), None))
+    steps.append(("get_status", (), dict))
+    try:
+        for method, args, expected in steps:
+            start = time.perf_counter()
+            try:
+                value = await worker.call(method, *args)
+            except Exception as exc:
+                report.bad(f"{method}: {exc}")
+                continue
+            took = (time.perf_counter() - start) * 1e3
+            if expected is not None and not isinstance(value, expected):
+                report.bad(f"{method} returned {type(value).__name__}, expected "
+                           f"{expected.__name__}")
+            else:
+                report.good(f"{method} -> {str(value)[:100]} ({took:.1f} ms)")
+    finally:
+        await worker.stop()
+    if api.grants.denied:
+        report.bad(f"{api.grants.denied} call(s) outside the grant: {api.grants.last_denied}")
+
+
+def check_script_file(script: Path, *, doc: ConfigDocument | None = None,
+                      node_id: str | None = None, class_name: str | None = None) -> CheckReport:
+    """Run every check on ``script`` with the node's config from ``doc`` (or defaults)."""
+    report = CheckReport(script)
+    if not script.is_file():
+        raise PafwError(f"{script}: no such file")
+    source = script.read_text(encoding="utf-8", errors="replace")
+    action_id, params, raw = find_node(doc, script, node_id)
+    params = params or PythonActionParams(python_script_path=script.name,
+                                          python_class_name=class_name or "Action")
+    problems = check_script(source, filename=str(script), allowed_imports=params.allowed_imports,
+                            unsafe_allow_refused_imports=params.unsafe_allow_refused_imports)
+    for problem in problems:
+        report.bad(str(problem))
+    if problems:
+        return report
+    report.good(f"static checks (imports allowed: {params.allowed_imports or 'defaults'})")
+    name = action_class(source, class_name or (params.python_class_name if doc else None))
+    if name is None:
+        report.bad("no class deriving from CustomPythonAction; pass --class NAME")
+        return report
+    with tempfile.TemporaryDirectory(prefix="pafw-check-") as tmp:
+        state = synthetic_results(params.monitored_nodes)
+        ctx = ActionContext(state=state, device_id="check")
+        history = HistoryBuffer(params.buffer_size)
+        api = DryRunApiHost(action_id, ctx, grants=Grants(action_id, params.capabilities),
+                            history=history,
+                            store=ScriptStore(Path(tmp) / "store.json",
+                                              max_bytes=params.store_max_kb * 1024),
+                            node_statistics=lambda node: {"node_id": node}, report=report)
+        spec = WorkerSpec(node_id=action_id, script_path=script.resolve(), class_name=name,
+                          scripts_dir=script.resolve().parent,
+                          python_config=dict(params.python_config), parameters=raw,
+                          monitored_nodes=list(params.monitored_nodes),
+                          allowed_imports=list(params.allowed_imports),
+                          unsafe_allow_refused_imports=list(params.unsafe_allow_refused_imports),
+                          network=params.capabilities.network,
+                          timeout_ms=params.python_timeout_ms,
+                          max_memory_mb=params.max_memory_mb)
+        threshold = params.concentration_threshold or 1000.0
+        asyncio.run(_exercise(report, spec, api, state, threshold))
+    return report

@@ -1,0 +1,216 @@
+"""python_action in the real appliance: events reach the script in its worker, grants are
+enforced, the store persists, hot reload swaps good code and keeps the old on bad code, and
+a hostile script never slows the DSP loop or the other actions."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from firmware.runtime import Appliance
+from tests.actions.test_builtin_actions import STEP_FRAMES, handler, run_frames, scenario
+from tests.actions.test_builtin_actions import wait_until as wait
+
+GOOD = '''
+class Counter(CustomPythonAction):
+    VERSION = {version}
+
+    def __init__(self, api):
+        super().__init__(api)
+        self.triggers = api.store.get("triggers", 0)
+
+    def on_trigger(self, trigger_type, data):
+        self.triggers += 1
+        self.api.store.set("triggers", self.triggers)
+        self.api.relay_on("alarm")
+        return data["value"] > data["threshold"]
+
+    def on_clear(self, trigger_type, data):
+        self.api.relay_off("alarm")
+
+    def on_update(self, computing_data):
+        self.last = computing_data["concentration"]["concentration_ppm"]
+
+    def get_status(self):
+        return {{"version": self.VERSION, "triggers": self.triggers}}
+'''
+
+
+def python_node(script: str, **extra) -> dict:
+    return {"id": "py", "type": "python_action", "parameters": {
+        "python_script_path": f"/user_scripts/{script}",
+        "python_class_name": "Counter",
+        "monitored_nodes": ["concentration"],
+        "concentration_threshold": 2000.0,
+        "python_timeout_ms": 500,
+        "capabilities": {"relays": ["alarm"]},
+        **extra}}
+
+
+def configure(tmp_path: Path, levels, node: dict, *, mqtt: bool = False):
+    scripts = tmp_path / "scripts"
+    scripts.mkdir(exist_ok=True)
+
+    def change(data):
+        scenario(data, levels, mqtt=mqtt)
+        graph = data["processing"]["default_graph"]
+        graph["nodes"] = [n for n in graph["nodes"] if n["id"] != "alarm_relay"]
+        graph["connections"] = [c for c in graph["connections"] if c["to"] != "alarm_relay"]
+        graph["nodes"].append(node)
+        graph["connections"].append({"from": "concentration", "to": node["id"]})
+        data["paths"]["scripts_dir"] = str(scripts)
+        data["scripts"]["worker_user"] = None  # the test interpreter is not readable by nobody
+        data["scripts"]["debounce_s"] = 0.05
+    return scripts, change
+
+
+def status_of(appliance) -> dict:
+    return handler(appliance, "py").get_status()
+
+
+def test_events_reach_the_script_which_drives_a_granted_relay(make_doc, tmp_path):
+    scripts, change = configure(tmp_path, [500.0, 3000.0, 500.0], python_node("counter.py"))
+    (scripts / "counter.py").write_text(GOOD.format(version=1))
+    appliance = Appliance(make_doc(change), realtime=False)
+    pin = appliance.hal.factory.pin(17)
+    try:
+        run_frames(appliance, 3 * STEP_FRAMES)
+        py = handler(appliance, "py")
+        assert wait(lambda: py.clears == 1 and py.successes == 2)
+        assert [s.state for s in pin.states] == [False, True, False]
+        worker = status_of(appliance)["worker"]
+        assert worker["state"] == "running" and worker["calls"] >= 3
+        assert worker["exec_ms"]["p95"] is not None
+        assert py.store.get("triggers") == 1
+    finally:
+        appliance.stop()
+
+
+def test_denied_capability_raises_in_the_script_and_is_counted(make_doc, tmp_path):
+    script = GOOD.format(version=1).replace('self.api.relay_on("alarm")',
+                                             'self.api.publish_mqtt("other/topic", 1)')
+    node = python_node("counter.py", capabilities={"relays": ["alarm"],
+                                                   "mqtt_publish": ["site/+/co2"]})
+    scripts, change = configure(tmp_path, [500.0, 3000.0], node, mqtt=True)
+    (scripts / "counter.py").write_text(script)
+    appliance = Appliance(make_doc(change), realtime=False)
+    try:
+        run_frames(appliance, 2 * STEP_FRAMES)
+        py = handler(appliance, "py")
+        assert wait(lambda: py.failures == 1)
+        status = status_of(appliance)
+        assert status["denied_calls"] == 1
+        assert "other/topic" in status["last_denied"] and "site/+/co2" in status["last_denied"]
+        error = status["worker"]["last_error"]
+        assert error["type"] == "PermissionError" and error["line"] == 12
+    finally:
+        appliance.stop()
+
+
+def test_store_survives_a_restart_of_the_appliance(make_doc, tmp_path):
+    scripts, change = configure(tmp_path, [3000.0], python_node("counter.py"))
+    (scripts / "counter.py").write_text(GOOD.format(version=1))
+    for expected in (1, 2):
+        appliance = Appliance(make_doc(change), realtime=False)
+        try:
+            run_frames(appliance, 4)
+            py = handler(appliance, "py")
+            assert wait(lambda action=py: action.successes == 1)
+            assert py.store.get("triggers") == expected
+        finally:
+            appliance.stop()
+
+
+def reload_until(appliance, predicate, timeout=5.0):
+    py = handler(appliance, "py")
+    return wait(lambda: predicate(py.supervisor.get_status()), timeout=timeout)
+
+
+@pytest.fixture
+def running(make_doc, tmp_path):
+    scripts, change = configure(tmp_path, [500.0], python_node("counter.py"))
+    (scripts / "counter.py").write_text(GOOD.format(version=1))
+    appliance = Appliance(make_doc(change), realtime=True)
+    appliance.start()
+    assert reload_until(appliance, lambda s: s["state"] == "running")
+    yield appliance, scripts / "counter.py"
+    appliance.stop()
+
+
+def script_version(appliance) -> int:
+    py = handler(appliance, "py")
+    return appliance.control.call(py.supervisor.call("get_status")).result(5)["version"]
+
+
+def test_good_edit_is_live_within_a_second(running):
+    appliance, path = running
+    staging = path.with_name(".counter.tmp")
+    staging.write_text(GOOD.format(version=2))
+    written = time.monotonic()
+    staging.rename(path)
+    assert wait(lambda: script_version(appliance) == 2, timeout=3)
+    assert time.monotonic() - written < 1.0
+    assert handler(appliance, "py").supervisor.get_status()["reloads"] == 1
+
+
+@pytest.mark.parametrize("broken", [
+    "class Counter(CustomPythonAction:\n",                       # syntax error
+    GOOD.format(version=3).replace("super().__init__(api)",
+                                   "super().__init__(api); 1 / 0"),  # failing __init__
+])
+def test_broken_edit_keeps_the_old_version_and_reports(running, broken):
+    appliance, path = running
+    path.write_text(broken)
+    assert reload_until(appliance, lambda s: s["reload_failures"] == 1)
+    status = handler(appliance, "py").supervisor.get_status()
+    assert status["state"] == "running"
+    assert status["last_error"]["file"].endswith("counter.py")
+    assert script_version(appliance) == 1
+
+
+def test_half_written_file_is_never_loaded(running):
+    appliance, path = running
+    new = GOOD.format(version=4)
+    with path.open("w") as fh:
+        fh.write(new[: len(new) // 2])
+        fh.flush()
+        time.sleep(0.6)  # a slow upload: much longer than the debounce
+        assert script_version(appliance) == 1
+        assert handler(appliance, "py").supervisor.get_status()["reload_failures"] == 0
+        fh.write(new[len(new) // 2:])
+    assert wait(lambda: script_version(appliance) == 4, timeout=3)
+    assert handler(appliance, "py").supervisor.get_status()["reload_failures"] == 0
+
+
+HOSTILE = '''
+class Counter(CustomPythonAction):
+    def on_trigger(self, trigger_type, data):
+        return True
+
+    def on_update(self, computing_data):
+        while True:
+            pass
+'''
+
+
+def test_hostile_script_does_not_slow_the_dsp_or_other_actions(make_doc, tmp_path):
+    scripts, change = configure(tmp_path, [3000.0], python_node("counter.py"))
+    (scripts / "counter.py").write_text(HOSTILE)
+    appliance = Appliance(make_doc(change), realtime=True)
+    try:
+        appliance.start()
+        time.sleep(0.5)
+        frames0, t0 = appliance.analyzer.frames, time.monotonic()
+        time.sleep(4.0)
+        rate = (appliance.analyzer.frames - frames0) / (time.monotonic() - t0)
+        led = handler(appliance, "status_led")
+        assert rate == pytest.approx(48000 / 4096, rel=0.05)
+        assert led.pattern == "alarm", "the other actions keep working"
+        assert led.updates > 30
+        worker = handler(appliance, "py").supervisor.get_status()
+        assert worker["timeouts"] >= 2 and worker["kills"]["timeout"] >= 2
+        assert appliance.analyzer.overruns == 0
+    finally:
+        appliance.stop()

@@ -1,0 +1,87 @@
+"""`pafw script check`: static checks, a real sandboxed load and synthetic calls."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import yaml
+
+from firmware.config import default_config_text
+
+GOOD = '''
+class Alert(CustomPythonAction):
+    def __init__(self, api):
+        super().__init__(api)
+        self.limit = api.get_node_parameter("limit_ppm", 900.0)
+
+    def on_trigger(self, trigger_type, data):
+        self.api.relay_pulse("alarm", 1.0)
+        return data["value"] > self.limit
+
+    def on_clear(self, trigger_type, data):
+        return True
+
+    def get_status(self):
+        return {"limit": self.limit}
+'''
+
+
+def check(*args):
+    return subprocess.run([sys.executable, "-m", "firmware.cli", "script", "check", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def config_for(tmp_path, capabilities):
+    data = yaml.safe_load(default_config_text())
+    data["processing"]["default_graph"]["nodes"].append({
+        "id": "alert", "type": "python_action", "parameters": {
+            "python_script_path": "alert.py", "python_class_name": "Alert",
+            "python_config": {"limit_ppm": 1200.0}, "capabilities": capabilities}})
+    data["processing"]["default_graph"]["connections"].append(
+        {"from": "concentration", "to": "alert"})
+    data["paths"]["scripts_dir"] = str(tmp_path)
+    path = tmp_path / "pafw.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_good_script_with_its_config_passes(tmp_path):
+    (tmp_path / "alert.py").write_text(GOOD)
+    out = check(str(tmp_path / "alert.py"), "--config",
+                str(config_for(tmp_path, {"relays": ["alarm"]})))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "would pulse relay 'alarm'" in out.stdout
+    assert "on_trigger -> True" in out.stdout
+    assert "get_status -> {'limit': 1200.0}" in out.stdout
+    assert "on_clear -> True" in out.stdout
+    assert out.stdout.rstrip().endswith("check passed")
+
+
+def test_ungranted_relay_fails_the_check(tmp_path):
+    (tmp_path / "alert.py").write_text(GOOD)
+    out = check(str(tmp_path / "alert.py"), "--config", str(config_for(tmp_path, {})))
+    assert out.returncode == 1
+    assert "relay 'alarm' is not granted" in out.stdout
+    assert "alert.py:8" in out.stdout
+
+
+def test_refused_import_is_reported_at_its_line(tmp_path):
+    script = tmp_path / "bad.py"
+    script.write_text("import json\nimport subprocess\n\n" + GOOD)
+    out = check(str(script))
+    assert out.returncode == 1
+    assert f"{script}:2" in out.stdout and "subprocess" in out.stdout
+    assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_wrong_return_type_and_syntax_error(tmp_path):
+    script = tmp_path / "ret.py"
+    script.write_text(GOOD.replace('self.api.relay_pulse("alarm", 1.0)', "pass")
+                      .replace("return data[\"value\"] > self.limit", "return 'yes'"))
+    out = check(str(script))
+    assert out.returncode == 1 and "on_trigger" in out.stdout and "bool" in out.stdout
+    broken = tmp_path / "syntax.py"
+    broken.write_text("class Alert(CustomPythonAction:\n    pass\n")
+    out = check(str(broken))
+    assert out.returncode == 1 and f"{broken}:1" in out.stdout and "syntax" in out.stdout
