@@ -23,7 +23,7 @@ from firmware.actions.nodes.mqtt_action import MqttActionParams, alarm_state_nam
 from firmware.actions.nodes.python_action import PythonAction
 from firmware.actions.script_watch import ScriptWatcher
 from firmware.appliance import Analyzer
-from firmware.config import ConfigDocument
+from firmware.config import ConfigDocument, load_config
 from firmware.errors import ActionError, ConfigError, HalError
 from firmware.hal.hal import Hal
 
@@ -71,6 +71,13 @@ class Appliance:
         if cfg.scripts.hot_reload and self.python_handlers:
             self.watcher = ScriptWatcher(cfg.paths.scripts_dir, self._script_changed,
                                          debounce_s=cfg.scripts.debounce_s)
+        self.config_watcher: ScriptWatcher | None = None
+        if cfg.scripts.hot_reload and self.python_handlers and doc.path is not None:
+            config_path = doc.path.resolve()
+            self.config_watcher = ScriptWatcher(
+                config_path.parent, self._config_changed, debounce_s=cfg.scripts.debounce_s,
+                match=lambda path: path.resolve() == config_path)
+        self.config_reload: dict[str, Any] = {"reloads": 0, "last_error": None}
         self.feed = ResultFeed()
         if self.handlers:
             self.analyzer.state.attach(self.feed.post)
@@ -93,6 +100,40 @@ class Appliance:
         for handler in self.python_handlers:
             if handler.supervisor.spec.script_path == changed:
                 self.control.call(handler.reload())
+
+    def _config_changed(self, path: Path) -> None:
+        """Watcher thread: the config file changed. Re-validate it; apply what changed in
+        python_action nodes (a bad file or a failing reload keeps everything running)."""
+        try:
+            doc = load_config(path)
+        except ConfigError as exc:
+            self.config_reload["last_error"] = str(exc)
+            log.error("config change not applied, %s is invalid:\n%s", path, exc)
+            return
+        for handler in self.python_handlers:
+            try:
+                node = doc.config.node(handler.node_id)
+            except KeyError:
+                log.warning("python action %s was removed from %s: restart to apply",
+                            handler.node_id, path)
+                continue
+            raw = dict(node.parameters)
+            if raw == handler.raw_parameters:
+                continue
+            future = self.control.call(handler.reconfigure(node.params, raw))
+            future.add_done_callback(lambda f, h=handler: self._reconfigured(h, f))
+
+    def _reconfigured(self, handler: PythonAction, future: Any) -> None:
+        error = future.exception()
+        if error is not None:
+            self.config_reload["last_error"] = f"{handler.node_id}: {error}"
+            log.error("python action %s keeps its running version: %s", handler.node_id,
+                      error)
+            return
+        self.config_reload["reloads"] += 1
+        log.info("python action %s reconfigured", handler.node_id)
+        for message in future.result():
+            log.warning("%s", message)
 
     def node_statistics(self, node_id: str) -> dict[str, Any]:
         """A graph node's type, timing and status (for scripts' get_node_statistics)."""
@@ -129,16 +170,18 @@ class Appliance:
             if self.doc.config.mqtt.discovery.enabled:
                 self.mqtt.set_discovery(self.discovery_entities())
         self.control.start()
-        if self.watcher is not None:
-            self.watcher.start()
+        for watcher in (self.watcher, self.config_watcher):
+            if watcher is not None:
+                watcher.start()
         warm = self.analyzer.warm_up()
         self.analyzer.start()
         return warm
 
     def stop(self) -> None:
         """Stop the DSP thread, the actions, put outputs safe, say offline; idempotent."""
-        if self.watcher is not None:
-            self.watcher.stop()
+        for watcher in (self.watcher, self.config_watcher):
+            if watcher is not None:
+                watcher.stop()
         self.analyzer.stop()
         self.control.stop()
         if self.mqtt is not None:
@@ -166,4 +209,5 @@ class Appliance:
         status["control"] = self.control.get_status()
         status["hal"] = self.hal.get_status() if self.hal is not None else None
         status["mqtt"] = self.mqtt.get_status() if self.mqtt is not None else None
+        status["config_reload"] = dict(self.config_reload)
         return status

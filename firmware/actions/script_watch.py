@@ -1,4 +1,5 @@
-"""Watches the scripts directory and reports scripts that changed, once complete.
+"""Watches a directory (the scripts, or the config file's) and reports files that changed,
+once complete.
 
 inotify through watchdog: a script counts as changed when a writer closes it after writing
 (IN_CLOSE_WRITE: an editor saving, ``scp`` finishing) or when a file is renamed onto it (the
@@ -32,9 +33,11 @@ class ScriptWatcher(FileSystemEventHandler):
     """Calls ``on_change(path)`` (in the watcher's thread) for complete, settled changes."""
 
     def __init__(self, directory: Path, on_change: Callable[[Path], None], *,
-                 debounce_s: float = 0.15) -> None:
+                 debounce_s: float = 0.15,
+                 match: Callable[[Path], bool] = lambda path: path.suffix == ".py") -> None:
         self.directory = directory
         self.on_change = on_change
+        self.match = match
         self.debounce_s = debounce_s
         self._timers: dict[Path, threading.Timer] = {}
         self._complete: set[Path] = set()
@@ -73,7 +76,7 @@ class ScriptWatcher(FileSystemEventHandler):
             path, complete = Path(str(event.src_path)), False
         else:
             return
-        if path.suffix != ".py":
+        if not self.match(path):
             return
         self.events += 1
         with self._lock:

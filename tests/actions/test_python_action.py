@@ -214,3 +214,44 @@ def test_hostile_script_does_not_slow_the_dsp_or_other_actions(make_doc, tmp_pat
         assert appliance.analyzer.overruns == 0
     finally:
         appliance.stop()
+
+
+CONFIGURED = '''
+class Counter(CustomPythonAction):
+    def on_trigger(self, trigger_type, data):
+        return True
+
+    def get_status(self):
+        return {"version": self.api.get_node_parameter("version")}
+'''
+
+
+def test_config_change_of_the_node_is_applied_and_a_bad_file_is_not(state_env, tmp_path):
+    import yaml
+
+    from firmware.config import default_config_text, load_config
+
+    scripts, change = configure(tmp_path, [500.0], python_node(
+        "counter.py", python_config={"version": 1}))
+    (scripts / "counter.py").write_text(CONFIGURED)
+    data = yaml.safe_load(default_config_text())
+    change(data)
+    config = tmp_path / "pafw.yaml"
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    appliance = Appliance(load_config(config, env=state_env), realtime=True)
+    try:
+        appliance.start()
+        assert wait(lambda: script_version(appliance) == 1)
+        graph_node = next(n for n in data["processing"]["default_graph"]["nodes"]
+                          if n["id"] == "py")
+        graph_node["parameters"]["python_config"]["version"] = 2
+        config.write_text(yaml.safe_dump(data, sort_keys=False))
+        assert wait(lambda: script_version(appliance) == 2, timeout=5)
+        assert appliance.config_reload["reloads"] == 1
+
+        config.write_text("processing:\n  status_interval_s: -1\n")
+        assert wait(lambda: appliance.config_reload["last_error"] is not None, timeout=5)
+        assert "status_interval_s" in appliance.config_reload["last_error"]
+        assert script_version(appliance) == 2
+    finally:
+        appliance.stop()

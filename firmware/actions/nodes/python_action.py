@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 #: configured scripts directory
 STUDY_PREFIX = "/user_scripts/"
 STATUS_REFRESH_S = 5.0
+#: parameters the running action cannot change without rebuilding its graph node
+RESTART_KEYS = ("monitored_nodes", "triggers", "concentration_threshold",
+                "amplitude_threshold", "buffer_size", "store_max_kb")
 
 
 class PythonActionParams(ActionParams):
@@ -169,6 +172,21 @@ class PythonAction(ActionHandler):
         """Re-read the script (same parameters): new worker, smoke test, swap; the running
         version stays if anything fails."""
         await self.supervisor.replace(self.spec())
+
+    async def reconfigure(self, params: PythonActionParams, raw: dict[str, Any]) -> list[str]:
+        """Apply a changed node config: keys of the worker (script, class, python_config,
+        limits, imports, capabilities) take effect through a new worker, swapped in only if it
+        starts and answers; changes to triggers or monitored nodes need a restart (returned
+        as messages). Raises the reload error and keeps the running version on failure."""
+        old = self.params.model_dump(include=set(RESTART_KEYS))
+        new = params.model_dump(include=set(RESTART_KEYS))
+        needs_restart = [f"{self.node_id}.{key} changed: restart the appliance to apply it"
+                         for key in RESTART_KEYS if old.get(key) != new.get(key)]
+        await self.supervisor.replace(self.spec(params, raw))
+        self.params = params
+        self.raw_parameters = raw
+        self.grants.capabilities = params.capabilities
+        return needs_restart
 
     async def on_event(self, event: TriggerEvent) -> bool:
         data = event.to_dict()
