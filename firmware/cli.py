@@ -32,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-realtime", action="store_true",
                      help="process as fast as possible instead of pacing to real time")
 
+    status = sub.add_parser("status", help="the running appliance's status (from its state dir)")
+    status.add_argument("--config", type=Path, help="the appliance's config file")
+    status.add_argument("--json", action="store_true", help="print the whole snapshot as JSON")
+
     config = sub.add_parser("config", help="check or print configuration")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     check = config_sub.add_parser("check", help="validate a config file (exit 2 on error)")
@@ -114,6 +118,21 @@ def _cmd_config(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    from firmware.status_cmd import summarize
+    from firmware.status_file import read_snapshot, snapshot_path
+
+    doc = _load(args.config)
+    path = snapshot_path(doc.config.paths.state_dir)
+    snapshot = read_snapshot(path)
+    if snapshot is None:
+        raise PafwError(f"no status snapshot at {path}: is `pafw run` running with this "
+                        f"config?")
+    running, summary = summarize(snapshot)
+    out.write(json.dumps(snapshot, indent=2) + "\n" if args.json else summary + "\n")
+    return EXIT_OK if running else EXIT_FAILURE
+
+
 def _cmd_script(args: argparse.Namespace, out: TextIO) -> int:
     from firmware.script_check import check_script_file
 
@@ -185,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "config":
             return _cmd_config(args, out)
+        if args.command == "status":
+            return _cmd_status(args, out)
         if args.command == "script":
             return _cmd_script(args, out)
         if args.command == "analyze":

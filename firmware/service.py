@@ -15,6 +15,8 @@ from types import FrameType
 
 from firmware.config import ConfigDocument
 from firmware.runtime import Appliance
+from firmware.sdnotify import Notifier
+from firmware.status_file import snapshot_path, write_snapshot
 from firmware.status_line import status_line
 
 log = logging.getLogger("pafw.run")
@@ -27,6 +29,8 @@ class Service:
         self.doc = doc
         self.appliance = Appliance(doc, realtime=realtime)
         self.analyzer = self.appliance.analyzer
+        self.notifier = Notifier()
+        self.snapshot = snapshot_path(self.analyzer.state_dir)
         self._stop = threading.Event()
 
     def request_stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
@@ -34,6 +38,16 @@ class Service:
         if signum is not None:
             log.info("received %s, stopping", signal.Signals(signum).name)
         self._stop.set()
+
+    def _write_snapshot(self, state: str) -> None:
+        """The status snapshot for `pafw status`; a write failure is logged, not fatal."""
+        status = self.appliance.get_status()
+        status["paths"] = {k: str(v) for k, v in self.doc.config.paths.model_dump().items()}
+        status["config"] = str(self.doc.path) if self.doc.path else None
+        try:
+            write_snapshot(self.snapshot, status, state=state)
+        except OSError as exc:
+            log.warning("cannot write the status snapshot %s: %s", self.snapshot, exc)
 
     def install_signal_handlers(self) -> None:
         """SIGINT, SIGTERM and SIGHUP stop the service cleanly (outputs safe, MQTT offline)."""
@@ -55,35 +69,49 @@ class Service:
             self.appliance.stop()
             raise
         log.info("kernels ready in %.2f s (cache %s)", warm, cfg.paths.cache_dir)
+        self.notifier.ready(f"running: {source_name}, kernels warm in {warm:.2f} s")
+        self._write_snapshot("running")
         interval = cfg.processing.status_interval_s
+        # wake often enough to ping a systemd watchdog three times per period
+        tick = min(interval, 0.5, (self.notifier.watchdog_s or 1.5) / 3)
         deadline = None if duration_s is None else time.monotonic() + duration_s
         last_t, last_frames, last_cpu = time.monotonic(), 0, 0.0
+        next_status = last_t + interval
+        watched_frames = -1
         try:
             while not self._stop.is_set() and not analyzer.finished.is_set():
-                wait = interval if deadline is None else min(interval,
-                                                             deadline - time.monotonic())
+                wait = tick if deadline is None else min(tick, deadline - time.monotonic())
                 if wait <= 0:
                     break
                 if self._stop.wait(wait) or analyzer.finished.is_set():
                     break
+                if analyzer.frames != watched_frames:  # the DSP thread made progress
+                    watched_frames = analyzer.frames
+                    self.notifier.watchdog()
                 now = time.monotonic()
+                if now < next_status:
+                    continue
+                next_status = now + interval
                 frames, cpu = analyzer.frames, analyzer.dsp_cpu_s
                 elapsed = max(now - last_t, 1e-9)
                 frame = analyzer.last_frame
-                log.info(
-                    status_line(
-                        analyzer.latest_results(),
-                        truth_ppm=frame.truth_ppm if frame is not None else float("nan"),
-                        frames_per_s=(frames - last_frames) / elapsed,
-                        cpu_percent=100.0 * (cpu - last_cpu) / elapsed,
-                        overruns=analyzer.overruns,
-                    )
+                line = status_line(
+                    analyzer.latest_results(),
+                    truth_ppm=frame.truth_ppm if frame is not None else float("nan"),
+                    frames_per_s=(frames - last_frames) / elapsed,
+                    cpu_percent=100.0 * (cpu - last_cpu) / elapsed,
+                    overruns=analyzer.overruns,
                 )
+                log.info(line)
+                self.notifier.status(line)
                 last_t, last_frames, last_cpu = now, frames, cpu
+                self._write_snapshot("running")
                 if self.appliance.mqtt is not None:
                     self.appliance.mqtt.publish_status(self.appliance.get_status(brief=True))
         finally:
+            self.notifier.stopping()
             self.appliance.stop()
+            self._write_snapshot("failed" if analyzer.fault else "stopped")
         if analyzer.fault:
             log.error("stopped after a fault: %s", analyzer.fault)
             return 1

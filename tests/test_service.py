@@ -1,0 +1,120 @@
+"""`pafw run` as a service: systemd notify protocol, watchdog, status snapshot, `pafw status`."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from firmware.service import Service
+
+
+@pytest.fixture
+def notify_socket(tmp_path, monkeypatch):
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(0.2)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    monkeypatch.setenv("WATCHDOG_USEC", "1500000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    yield sock
+    sock.close()
+
+
+def collect(sock, until, timeout=30.0):
+    messages = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not until(messages):
+        try:
+            data = sock.recv(4096).decode()
+        except TimeoutError:
+            continue
+        messages.append((time.monotonic(), data))
+    return messages
+
+
+def test_ready_after_warm_up_then_watchdog_until_the_dsp_stalls(make_doc, notify_socket):
+    def quiet(data):
+        data["mqtt"]["enabled"] = False
+        graph = data["processing"]["default_graph"]
+        graph["nodes"] = [n for n in graph["nodes"] if n["type"] != "mqtt_action"]
+        graph["connections"] = [c for c in graph["connections"] if c["to"] != "mqtt"]
+        data["processing"]["status_interval_s"] = 0.5
+
+    service = Service(make_doc(quiet), realtime=True)
+    warmed = threading.Event()
+    real_warm_up = service.analyzer.warm_up
+    service.analyzer.warm_up = lambda *a: (real_warm_up(*a), warmed.set())[0]
+    stall, release = threading.Event(), threading.Event()
+    source = service.analyzer.source
+    real_read = source.read
+
+    def read():
+        if stall.is_set():
+            release.wait(3600)  # a capture driver that hangs
+        return real_read()
+
+    source.read = read
+    runner = threading.Thread(target=service.run, kwargs={"duration_s": 30}, daemon=True)
+    runner.start()
+    first = collect(notify_socket, lambda m: len(m) >= 1)
+    assert first[0][1].startswith("READY=1") and warmed.is_set()
+    alive = collect(notify_socket, lambda m: sum("WATCHDOG=1" in d for _, d in m) >= 4,
+                    timeout=10)
+    pings = [t for t, d in alive if d == "WATCHDOG=1"]
+    assert len(pings) >= 4 and max(b - a for a, b in itertools.pairwise(pings)) < 0.75
+    assert any(d.startswith("STATUS=") and "ppm" in d for _, d in alive)
+    stall.set()
+    collect(notify_socket, lambda m: False, timeout=1.0)  # the frame in progress ends
+    stalled = collect(notify_socket, lambda m: False, timeout=2.5)
+    assert not [d for _, d in stalled if d == "WATCHDOG=1"], "no ping while the DSP hangs"
+    assert any(d.startswith("STATUS=") for _, d in stalled), "the main loop itself runs"
+    service.request_stop()
+    release.set()
+    runner.join(10)
+    last = collect(notify_socket, lambda m: any("STOPPING=1" in d for _, d in m), timeout=5)
+    assert any("STOPPING=1" in d for _, d in last)
+
+
+def pafw(*args, env):
+    return subprocess.run([sys.executable, "-m", "firmware.cli", *args], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, **env})
+
+
+def test_pafw_status_reads_the_running_appliances_snapshot(state_env, tmp_path):
+    config = tmp_path / "pafw.yaml"
+    config.write_text(pafw("config", "default", env=state_env).stdout.replace(
+        "status_interval_s: 5.0", "status_interval_s: 0.5"))
+    proc = subprocess.Popen([sys.executable, "-m", "firmware.cli", "run", "--config",
+                             str(config)], env={**os.environ, **state_env},
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        out = pafw("status", "--config", str(config), env=state_env)
+        while time.monotonic() < deadline and "ppm" not in out.stdout:
+            time.sleep(0.5)
+            out = pafw("status", "--config", str(config), env=state_env)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "running" in out.stdout and "concentration:" in out.stdout
+        assert "action alarm_relay (relay_action)" in out.stdout
+        as_json = pafw("status", "--config", str(config), "--json", env=state_env)
+        assert '"state": "running"' in as_json.stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    out = pafw("status", "--config", str(config), env=state_env)
+    assert out.returncode == 1 and "stopped" in out.stdout
+
+
+def test_pafw_status_without_an_appliance(state_env, tmp_path):
+    out = pafw("status", env=state_env)
+    assert out.returncode == 1 and "no status snapshot" in out.stderr
+    assert "Traceback" not in out.stderr
