@@ -51,6 +51,23 @@ def build_parser() -> argparse.ArgumentParser:
                               help="config with the python_action node using this script")
     script_check.add_argument("--node", help="the python_action node id (default: by file)")
     script_check.add_argument("--class", dest="class_name", help="class to instantiate")
+    script_check.add_argument("--as", dest="as_name", metavar="NAME",
+                              help="find the node by this file name (for a temporary upload)")
+    push = script_sub.add_parser(
+        "push", help="check, upload over SSH, swap in atomically, wait for it to run")
+    push.add_argument("host", help="[user@]host of the appliance")
+    push.add_argument("file", type=Path)
+    push.add_argument("--name", help="file name on the appliance (default: FILE's name)")
+    push.add_argument("--port", type=int, help="SSH port")
+    push.add_argument("--identity", "-i", type=Path, help="SSH private key")
+    push.add_argument("--ssh-option", "-o", action="append", default=[], metavar="OPTION",
+                      help="extra ssh/scp -o option (repeatable)")
+    push.add_argument("--remote-pafw", default="/opt/pafw/venv/bin/pafw",
+                      help="the pafw command on the appliance")
+    push.add_argument("--remote-config", default="/etc/pafw/config.yaml",
+                      help="the appliance's config file")
+    push.add_argument("--timeout", type=float, default=30.0,
+                      help="seconds to wait for the new version to run")
 
     analyze = sub.add_parser("analyze", help="run the graph over a WAV file, one row per frame")
     analyze.add_argument("file", type=Path)
@@ -136,9 +153,17 @@ def _cmd_status(args: argparse.Namespace, out: TextIO) -> int:
 def _cmd_script(args: argparse.Namespace, out: TextIO) -> int:
     from firmware.script_check import check_script_file
 
+    if args.script_command == "push":
+        from firmware.script_push import PushTarget, push_script
+
+        target = PushTarget(host=args.host, port=args.port, identity=args.identity,
+                            options=args.ssh_option, remote_pafw=args.remote_pafw,
+                            remote_config=args.remote_config)
+        return EXIT_OK if push_script(target, args.file, name=args.name,
+                                      timeout_s=args.timeout, out=out) else EXIT_FAILURE
     doc = _load(args.config) if args.config is not None else None
     report = check_script_file(args.file, doc=doc, node_id=args.node,
-                               class_name=args.class_name)
+                               class_name=args.class_name, name=args.as_name)
     out.write(report.render() + "\n")
     return EXIT_OK if report.ok else EXIT_FAILURE
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,8 @@ class Appliance:
         self.hal: Hal | None = None
         self.mqtt: MqttLink | None = None
         self.handlers: list[ActionHandler] = []
+        #: set when something a status reader waits for changed (a script reload)
+        self.status_dirty = threading.Event()
         try:
             if cfg.hal.relays or cfg.hal.leds:
                 self.hal = Hal(cfg.hal)
@@ -58,6 +61,7 @@ class Appliance:
                     "raw_parameters": {n.id: dict(n.parameters)
                                        for n in cfg.processing.default_graph.nodes},
                     "node_statistics": self.node_statistics,
+                    "status_changed": self.status_dirty.set,
                 })
             for node in self.action_nodes:
                 try:

@@ -94,18 +94,21 @@ class DryRunApiHost(ScriptApiHost):
         self.report.note(f"would blink LED {name!r}")
 
 
-def find_node(doc: ConfigDocument | None, script: Path,
-              node_id: str | None) -> tuple[str, PythonActionParams | None, dict[str, Any]]:
-    """The python_action node configured for ``script`` (by ``node_id`` or file name)."""
+def find_node(doc: ConfigDocument | None, script: Path, node_id: str | None,
+              name: str | None = None) -> tuple[str, PythonActionParams | None, dict[str, Any]]:
+    """The python_action node configured for ``script`` (by ``node_id``, else by its file
+    name, or ``name`` when the file is an upload waiting under a temporary name)."""
     if doc is None:
         return node_id or "check", None, {}
     nodes = [n for n in doc.config.processing.default_graph.nodes if n.type == "python_action"]
     for node in nodes:
         if node_id is not None and node.id != node_id:
             continue
-        if node_id is not None or Path(node.params.python_script_path).name == script.name:
+        if node_id is not None or Path(node.params.python_script_path).name == (
+                name or script.name):
             return node.id, node.params, dict(node.parameters)
-    wanted = f"node {node_id!r}" if node_id else f"a python_action running {script.name}"
+    wanted = (f"node {node_id!r}" if node_id
+              else f"a python_action running {name or script.name}")
     raise PafwError(f"{doc.name}: no {wanted}; python_action nodes: "
                     f"{', '.join(n.id for n in nodes) or 'none'}")
 
@@ -177,13 +180,14 @@ async def _exercise(report: CheckReport, spec: WorkerSpec, api: DryRunApiHost,
 
 
 def check_script_file(script: Path, *, doc: ConfigDocument | None = None,
-                      node_id: str | None = None, class_name: str | None = None) -> CheckReport:
+                      node_id: str | None = None, class_name: str | None = None,
+                      name: str | None = None) -> CheckReport:
     """Run every check on ``script`` with the node's config from ``doc`` (or defaults)."""
     report = CheckReport(script)
     if not script.is_file():
         raise PafwError(f"{script}: no such file")
     source = script.read_text(encoding="utf-8", errors="replace")
-    action_id, params, raw = find_node(doc, script, node_id)
+    action_id, params, raw = find_node(doc, script, node_id, name)
     params = params or PythonActionParams(python_script_path=script.name,
                                           python_class_name=class_name or "Action")
     problems = check_script(source, filename=str(script), allowed_imports=params.allowed_imports,

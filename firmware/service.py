@@ -88,6 +88,9 @@ class Service:
                 if analyzer.frames != watched_frames:  # the DSP thread made progress
                     watched_frames = analyzer.frames
                     self.notifier.watchdog()
+                if self.appliance.status_dirty.is_set():
+                    self.appliance.status_dirty.clear()
+                    self._write_snapshot("running")
                 now = time.monotonic()
                 if now < next_status:
                     continue

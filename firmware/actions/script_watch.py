@@ -29,15 +29,20 @@ from watchdog.observers import Observer
 log = logging.getLogger("pafw.reload")
 
 
+def is_script(path: Path) -> bool:
+    """A deployable script: ``*.py``, not hidden (uploads wait under hidden names)."""
+    return path.suffix == ".py" and not path.name.startswith(".")
+
+
 class ScriptWatcher(FileSystemEventHandler):
     """Calls ``on_change(path)`` (in the watcher's thread) for complete, settled changes."""
 
     def __init__(self, directory: Path, on_change: Callable[[Path], None], *,
                  debounce_s: float = 0.15,
-                 match: Callable[[Path], bool] = lambda path: path.suffix == ".py") -> None:
+                 match: Callable[[Path], bool] | None = None) -> None:
         self.directory = directory
         self.on_change = on_change
-        self.match = match
+        self.match = match or is_script
         self.debounce_s = debounce_s
         self._timers: dict[Path, threading.Timer] = {}
         self._complete: set[Path] = set()

@@ -171,7 +171,17 @@ class PythonAction(ActionHandler):
     async def reload(self) -> None:
         """Re-read the script (same parameters): new worker, smoke test, swap; the running
         version stays if anything fails."""
-        await self.supervisor.replace(self.spec())
+        try:
+            await self.supervisor.replace(self.spec())
+        finally:
+            self._status_changed()
+
+    def _status_changed(self) -> None:
+        """Tell the service its status snapshot is out of date (reloads are awaited by
+        `pafw script push`)."""
+        notify = self.ctx.extra.get("status_changed")
+        if notify is not None:
+            notify()
 
     async def reconfigure(self, params: PythonActionParams, raw: dict[str, Any]) -> list[str]:
         """Apply a changed node config: keys of the worker (script, class, python_config,
@@ -182,7 +192,10 @@ class PythonAction(ActionHandler):
         new = params.model_dump(include=set(RESTART_KEYS))
         needs_restart = [f"{self.node_id}.{key} changed: restart the appliance to apply it"
                          for key in RESTART_KEYS if old.get(key) != new.get(key)]
-        await self.supervisor.replace(self.spec(params, raw))
+        try:
+            await self.supervisor.replace(self.spec(params, raw))
+        finally:
+            self._status_changed()
         self.params = params
         self.raw_parameters = raw
         self.grants.capabilities = params.capabilities
