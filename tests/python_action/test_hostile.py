@@ -317,8 +317,9 @@ def test_load_failures_surface_with_file_and_line_through_the_supervisor(api, lo
 
 
 def test_no_worker_outlives_its_host_objects():
-    """Every process this module started is gone (process groups killed on stop/exit),
-    allowing the kernel a moment to finish processes killed just before."""
+    """Every worker this test process started is gone (process groups killed on stop/exit),
+    allowing the kernel a moment to finish processes killed just before. Workers of other
+    processes (a concurrent test run, a live appliance) are not this test's business."""
     deadline = time.monotonic() + 3.0
     while True:
         leftovers = []
@@ -334,10 +335,12 @@ def test_no_worker_outlives_its_host_objects():
 def _is_worker(pid: str) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return False
-    return b"firmware.actions.python.worker" in cmdline and state != "Z"
+    state, parent = fields[0], int(fields[1])
+    return (b"firmware.actions.python.worker" in cmdline and state != "Z"
+            and parent == os.getpid())
 
 
 FALLBACK_PROBE = """
