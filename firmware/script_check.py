@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import logging
+import math
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -124,15 +125,18 @@ def action_class(source: str, requested: str | None) -> str | None:
     return candidates[-1] if candidates else None
 
 
-def synthetic_results(nodes: list[str]) -> ComputingState:
-    """A state where every node reports a plausible, high reading."""
+def synthetic_results(nodes: list[str], kinds: dict[str, str]) -> ComputingState:
+    """A state where every node reports a plausible, high reading (``kinds``: node id ->
+    result kind, from the graph when a config is given)."""
     state = ComputingState()
     now, mono = time.time(), time.monotonic()
     for i, node in enumerate(nodes or ["peak_finder", "concentration"]):
-        state.publish(ComputingResult(node, "concentration", now, mono, i, True,
+        kind = kinds.get(node, "peak" if "peak" in node else "concentration")
+        state.publish(ComputingResult(node, kind, now, mono, i, True,
                                       frequency_hz=2000.0, amplitude=0.03,
                                       amplitude_db=-30.5, snr_db=35.0, coherence=1.0,
-                                      concentration_ppm=SYNTHETIC_PPM))
+                                      concentration_ppm=(SYNTHETIC_PPM if kind ==
+                                                         "concentration" else math.nan)))
     return state
 
 
@@ -202,7 +206,10 @@ def check_script_file(script: Path, *, doc: ConfigDocument | None = None,
         report.bad("no class deriving from CustomPythonAction; pass --class NAME")
         return report
     with tempfile.TemporaryDirectory(prefix="pafw-check-") as tmp:
-        state = synthetic_results(params.monitored_nodes)
+        kinds = {} if doc is None else {
+            n.id: {"peak_finder": "peak", "lockin": "lockin"}.get(n.type, "concentration")
+            for n in doc.config.processing.default_graph.nodes}
+        state = synthetic_results(params.monitored_nodes, kinds)
         ctx = ActionContext(state=state, device_id="check")
         history = HistoryBuffer(params.buffer_size)
         api = DryRunApiHost(action_id, ctx, grants=Grants(action_id, params.capabilities),

@@ -43,7 +43,8 @@ from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 ALWAYS_ALLOWED = frozenset({
-    "abc", "base64", "binascii", "bisect", "calendar", "cmath", "collections", "copy", "csv",
+    "__future__", "abc", "base64", "binascii", "bisect", "calendar", "cmath", "collections",
+    "copy", "csv",
     "dataclasses", "datetime", "decimal", "email", "enum", "fractions", "functools",
     "hashlib", "heapq", "hmac", "itertools", "json", "logging", "math", "numbers",
     "operator", "random", "re", "statistics", "string", "struct", "textwrap", "time",
@@ -138,7 +139,8 @@ class ImportPolicy:
     def describe(self) -> str:
         """The allowed modules, the listed ones first."""
         listed = ", ".join(sorted(self.listed | self.unsafe)) or "none listed"
-        return f"{listed} (allowed_imports), plus {', '.join(sorted(ALWAYS_ALLOWED))}"
+        always = sorted(ALWAYS_ALLOWED - {"__future__"})  # a compiler directive, not a module
+        return f"{listed} (allowed_imports), plus {', '.join(always)}"
 
     def config_problems(self) -> list[str]:
         """Problems of the lists themselves (for the config check): refused modules given in

@@ -151,8 +151,9 @@ class PhotoacousticAPI:
 
     # ------------------------------------------------------------------ capabilities
     def publish_mqtt(self, topic: str, payload: Any, *, retain: bool = False) -> None:
-        """Publish ``payload`` (str, or JSON-like data sent as JSON) on ``topic`` (relative
-        topics are placed under the device's prefix). Needs the MQTT capability."""
+        """Publish ``payload`` (str, or JSON-like data sent as JSON) on ``topic``, exactly as
+        written (QoS 1, through the appliance's durable outbox unless ``retain``). The topic
+        must match a filter of the node's ``capabilities.mqtt_publish``."""
         self._request("publish_mqtt", (str(topic), payload), {"retain": bool(retain)})
 
     def relay_on(self, name: str) -> None:
