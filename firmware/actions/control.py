@@ -138,6 +138,7 @@ class ControlLoop:
             self.batches += 1
             newest = newest_per_node(batch)
             now = time.monotonic()
+            updated = []
             for lane in self._lanes:
                 handler = lane.handler
                 mine = [r for r in newest.values() if r.node_id in handler.monitored]
@@ -146,6 +147,10 @@ class ControlLoop:
                 handler.coalesced += sum(r.node_id in handler.monitored
                                          for r in batch) - len(mine)
                 lane.queue_events(handler.evaluate(mine, now))
+                updated.append(handler)
+            # events first: let the actors start on them before any update is delivered
+            await asyncio.sleep(0)
+            for handler in updated:
                 await handler.run_update()
             await asyncio.sleep(self.min_gap_s)
 

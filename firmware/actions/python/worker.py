@@ -323,5 +323,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
+    try:
+        code = main()
+    except (BrokenPipeError, ConnectionResetError):
+        code = 0  # the host closed the connection (it stopped or killed us): nobody to tell
     os._exit(code)  # no atexit handlers or thread joins of the script
