@@ -1,26 +1,5 @@
-"""Fixtures of the example-script tests: a private Mosquitto broker per test."""
+"""Fixtures of the example-script tests: the private Mosquitto broker of the action tests."""
 
-from __future__ import annotations
+from tests.actions.conftest import mosquitto
 
-import os
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
-from tests.actions.mqtt_broker import MOSQUITTO, Broker
-
-
-@pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[Broker]:
-    """A started Mosquitto on a free 127.0.0.1 port, stopped afterwards."""
-    if shutil.which(MOSQUITTO) is None:
-        if os.environ.get("CI"):
-            pytest.fail("mosquitto is not installed (./dev test installs it)")
-        pytest.skip("mosquitto is not installed (./dev test installs it)")
-    broker = Broker(tmp_path / "mosquitto").start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
+__all__ = ["mosquitto"]
