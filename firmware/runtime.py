@@ -8,7 +8,6 @@ the HAL's safe state and, when connected, an explicit ``offline`` on MQTT.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from firmware.actions.feed import ResultFeed
 from firmware.actions.mqtt import MqttLink
 from firmware.actions.nodes.mqtt_action import MqttActionParams, alarm_state_name
 from firmware.actions.nodes.python_action import PythonAction
+from firmware.actions.python.sandbox import can_switch_user
 from firmware.actions.script_watch import ScriptWatcher
 from firmware.appliance import Analyzer
 from firmware.config import ConfigDocument, load_config
@@ -57,7 +57,7 @@ class Appliance:
                 extra={
                     "state_dir": self.analyzer.state_dir,
                     "scripts_dir": cfg.paths.scripts_dir,
-                    "run_as_user": cfg.scripts.worker_user if os.geteuid() == 0 else None,
+                    "run_as_user": cfg.scripts.worker_user if can_switch_user() else None,
                     "raw_parameters": {n.id: dict(n.parameters)
                                        for n in cfg.processing.default_graph.nodes},
                     "node_statistics": self.node_statistics,

@@ -57,6 +57,9 @@ NPROC_LIMIT = 64
 PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
 CLONE_NEWNET = 0x40000000
+CAP_KILL, CAP_SETGID, CAP_SETUID = 5, 6, 7
+PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 NETWORK_EVENTS = frozenset({
     "socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg", "socket.getaddrinfo",
@@ -164,6 +167,41 @@ def apply_rlimits(max_memory_mb: int, *, nproc: int | None) -> dict[str, Any]:
     return limits
 
 
+def effective_capabilities() -> int:
+    """This process's effective capability set (CapEff of /proc/self/status). Read as bytes:
+    after a user switch no codec module may be importable."""
+    with open("/proc/self/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"CapEff:"):
+                return int(line.split()[1], 16)
+    return 0
+
+
+def can_switch_user() -> bool:
+    """True when this process may switch its workers to another user: euid 0, or
+    CAP_SETUID and CAP_SETGID in its effective set (a service run as an unprivileged user
+    with systemd's AmbientCapabilities=CAP_SETUID CAP_SETGID CAP_KILL)."""
+    if os.geteuid() == 0:
+        return True
+    caps = effective_capabilities()
+    return bool(caps & (1 << CAP_SETUID)) and bool(caps & (1 << CAP_SETGID))
+
+
+def clear_capabilities(libc: Any) -> None:
+    """Empty the ambient, effective, permitted and inheritable sets. The kernel does this by
+    itself only on a switch away from uid 0 (capabilities(7)); a worker started with ambient
+    capabilities keeps them across setuid otherwise, and could switch back. ``libc`` is
+    loaded before the switch: the new user may not be able to read the interpreter's files."""
+    import ctypes
+
+    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)  # EINVAL before Linux 4.3
+    header = (ctypes.c_uint32 * 2)(LINUX_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable x 2 words: all zero
+    if libc.capset(header, data) != 0:
+        err = ctypes.get_errno()
+        raise ScriptError(f"cannot clear capabilities: {os.strerror(err)} (errno {err})")
+
+
 def drop_privileges(user: str) -> dict[str, Any]:
     """setgroups([]), setgid, setuid to ``user`` (root only); verify root cannot come back."""
     import pwd
@@ -172,15 +210,22 @@ def drop_privileges(user: str) -> dict[str, Any]:
         entry = pwd.getpwnam(user)
     except KeyError:
         raise ScriptError(f"run_as_user {user!r} does not exist on this system") from None
+    import ctypes  # before the switch: the new user may not read the standard library
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    previous_uid = os.getuid()
     os.setgroups([])
     os.setgid(entry.pw_gid)
     os.setuid(entry.pw_uid)
-    try:
-        os.setuid(0)
-    except PermissionError:
-        pass
-    else:  # pragma: no cover - would mean the drop did not happen
-        raise ScriptError(f"could not drop root privileges to {user!r}")
+    clear_capabilities(libc)
+    for back in {0, previous_uid} - {entry.pw_uid}:
+        try:
+            os.setuid(back)
+        except PermissionError:
+            continue
+        raise ScriptError(f"could not drop privileges to {user!r}: uid {back} is reachable")
+    if effective_capabilities():  # pragma: no cover - capset above failed silently
+        raise ScriptError(f"capabilities left after dropping to {user!r}")
     return {"uid": entry.pw_uid, "gid": entry.pw_gid, "user": user}
 
 
@@ -191,8 +236,7 @@ def apply_sandbox(*, max_memory_mb: int, network: bool, run_as_user: str | None,
     the (installed, not yet armed) audit guard. ``parent_pid`` is the host's pid as seen at
     the worker's start (to notice a host that died before the parent-death signal)."""
     report: dict[str, Any] = {"warnings": []}
-    is_root = os.geteuid() == 0
-    dropping = bool(run_as_user) and is_root
+    dropping = bool(run_as_user) and can_switch_user()
     report["no_new_privs"] = _call("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) is None
     report["rlimits"] = apply_rlimits(max_memory_mb, nproc=NPROC_LIMIT if dropping else None)
     if network:

@@ -101,7 +101,7 @@ class LineStream(io.TextIOBase):
 def error_info(exc: BaseException, script: str | None) -> dict[str, Any]:
     """The wire form of an exception: type, message, innermost script file/line, and the
     traceback from the first script frame on (the worker's own frames are left out)."""
-    import traceback  # only on errors
+    import traceback  # imported by load() before the sandbox: the dropped user may not read it
 
     if isinstance(exc, ScriptRefusedError):
         first = exc.problems[0]
@@ -156,6 +156,8 @@ class Worker:
     def load(self) -> bool:
         """Steps 1-4 of the module docstring; False after sending ``fatal``."""
         spec = self.init
+        import traceback  # noqa: F401 - loaded now: after a user switch it may be unreadable
+
         try:
             path, source = sandbox.read_script(spec["scripts_dir"], spec["script_path"])
             self.script = path
