@@ -86,7 +86,11 @@ class Appliance:
         if self.handlers:
             self.analyzer.state.attach(self.feed.post)
             self.analyzer.frame_hooks.append(self.feed.flush)
-        self.control = ControlLoop(self.handlers, self.feed)
+        # at most one batch per half frame: at real time every frame is evaluated as it comes;
+        # a DSP loop far faster than real time meets coalesced batches, not a busy GIL
+        frame_s = cfg.acquisition.frame_size / cfg.acquisition.sample_rate
+        self.control = ControlLoop(self.handlers, self.feed,
+                                   min_gap_s=min(max(frame_s / 2, 0.005), 0.05))
 
     @property
     def action_nodes(self) -> list[ActionNode]:

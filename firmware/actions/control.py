@@ -5,9 +5,10 @@ to the newest result per node, feeds each action's trigger engine with its monit
 and queues the resulting events. Per action an *actor* task runs those events one at a time,
 in order: a slow webhook delays that action's own events, never another action, never trigger
 evaluation, never the DSP thread. After a drain the evaluator lets ``min_gap_s`` pass before
-the next one, so a DSP loop running far faster than real time (analyze, bench) is met with
-coalesced batches instead of a busy control thread competing for the GIL; at real-time frame
-rates every result is evaluated. A ticker drives data timeouts, repeats and ``on_tick``.
+the next one (the appliance sets half a frame's duration), so a DSP loop running far faster
+than real time (analyze, bench) is met with coalesced batches instead of a busy control
+thread competing for the GIL; at real-time frame rates every result is evaluated. A ticker
+drives data timeouts, repeats and ``on_tick``.
 """
 
 from __future__ import annotations
