@@ -18,6 +18,20 @@ from firmware.actions.python.protocol import ScriptCallError, ScriptLoadError, W
 from firmware.actions.python.sandbox import ScriptPathError, resolve_script
 from tests.python_action.conftest import IS_ROOT, SCRIPTS, make_spec
 
+#: the shipped example: the design study's EmailNotificationAction, verbatim
+USER_SCRIPTS = Path(__file__).resolve().parents[2] / "user_scripts"
+STUDY_EMAIL = USER_SCRIPTS / "email_alert.py"
+#: where the study's code raises on a missing login (a line of the verbatim class)
+STUDY_EMAIL_LOGIN_CHECK = next(
+    i for i, line in enumerate(STUDY_EMAIL.read_text().splitlines(), 1)
+    if "SMTP username and password are required" in line)
+
+
+def study_email_spec(**changes):
+    return make_spec("email_alert.py", "EmailNotificationAction", script_path=STUDY_EMAIL,
+                     scripts_dir=USER_SCRIPTS, allowed_imports=["smtplib"], **changes)
+
+
 #: the design study's YAML (section 2.3), with ${EMAIL_PASSWORD} already substituted
 STUDY_PYTHON_CONFIG = {
     "smtp_server": "smtp.gmail.com", "smtp_port": 587, "username": "alerts@company.com",
@@ -35,9 +49,8 @@ def messages(caplog) -> list[str]:
 
 
 def test_study_email_action_loads_with_its_config(api, logger, caplog):
-    spec = make_spec("custom_email_action.py", "EmailNotificationAction",
-                     allowed_imports=["smtplib"], python_config=STUDY_PYTHON_CONFIG,
-                     parameters={"buffer_size": 100, "concentration_threshold": 1000.0})
+    spec = study_email_spec(python_config=STUDY_PYTHON_CONFIG,
+                            parameters={"buffer_size": 100, "concentration_threshold": 1000.0})
 
     async def main():
         worker = await started(spec, api, logger)
@@ -61,13 +74,13 @@ def test_study_email_action_loads_with_its_config(api, logger, caplog):
 
 
 def test_study_email_action_validation_error_names_the_line(api, logger):
-    spec = make_spec("custom_email_action.py", "EmailNotificationAction",
-                     allowed_imports=["smtplib"], python_config={"username": "a@b.c"})
+    spec = study_email_spec(python_config={"username": "a@b.c"})
     with pytest.raises(ScriptLoadError) as err:
         asyncio.run(started(spec, api, logger))
     assert err.value.info["type"] == "ValueError"
-    assert (err.value.file, err.value.line) == (str(SCRIPTS / "custom_email_action.py"), 29)
-    assert "custom_email_action.py:29: ValueError: SMTP username and password" in str(err.value)
+    assert (err.value.file, err.value.line) == (str(STUDY_EMAIL), STUDY_EMAIL_LOGIN_CHECK)
+    assert (f"email_alert.py:{STUDY_EMAIL_LOGIN_CHECK}: ValueError: SMTP username and password"
+            in str(err.value))
     assert "Traceback" in err.value.info["traceback"]
 
 
