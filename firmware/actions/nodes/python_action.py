@@ -11,17 +11,17 @@ and never delays the events), and answers the script's API requests (python_api_
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, model_validator
 
 from firmware.actions.base import ActionContext, ActionHandler, ActionNode, ActionParams
 from firmware.actions.python.host import WorkerSpec
+from firmware.actions.python.imports import ImportPolicy
 from firmware.actions.python.supervisor import WorkerSupervisor
 from firmware.actions.python_api_host import ScriptApiHost
 from firmware.actions.python_grants import Capabilities, Grants
@@ -59,13 +59,15 @@ class PythonActionParams(ActionParams):
         description="diagnostics only: lets a script import refused modules (os, ctypes...)",
     )
 
-    @field_validator("allowed_imports", "unsafe_allow_refused_imports")
-    @classmethod
-    def _module_names(cls, names: list[str]) -> list[str]:
-        for name in names:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", name):
-                raise ValueError(f"{name!r} is not a module name")
-        return names
+    @model_validator(mode="after")
+    def _import_lists(self) -> PythonActionParams:
+        """Module names only, and nothing the import policy refuses (os, ctypes, ...):
+        the worker would refuse it at load, so say so at config time."""
+        problems = ImportPolicy(self.allowed_imports,
+                                self.unsafe_allow_refused_imports).config_problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     def cross_check(self, config: Config) -> list[tuple[str, str]]:
         """Granted relays/LEDs must exist; an MQTT grant needs MQTT; the script must be in
