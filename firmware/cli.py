@@ -86,18 +86,21 @@ def build_parser() -> argparse.ArgumentParser:
                           default="float32")
 
     bench = sub.add_parser("bench", help="measure the DSP graph (or the actions) and print it")
-    bench.add_argument("what", nargs="?", choices=["dsp", "actions", "python-actions"],
+    bench.add_argument("what", nargs="?", choices=["dsp", "actions", "python-actions", "web"],
                        default="dsp",
                        help="dsp: graph vs a scipy reference; actions: MQTT latency, outbox "
                        "throughput, DSP cost of the actions (needs mosquitto); "
                        "python-actions: trigger latency, DSP cost, worker start/memory, "
-                       "reload latency")
+                       "reload latency; web: DSP real-time factor and memory under 200 "
+                       "stream clients and a slowloris client")
     bench.add_argument("--config", type=Path)
     bench.add_argument("--seconds", type=float, default=20.0,
                        help="actions: how long to measure the latency")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--frames", type=int, default=200)
     bench.add_argument("--rounds", type=int, default=7)
+    bench.add_argument("--clients", type=int, default=200,
+                       help="web: concurrent stream clients")
     bench.add_argument("--probe-first-result", action="store_true", help=argparse.SUPPRESS)
     return parser
 
@@ -201,6 +204,14 @@ def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
         figures = run_python_bench(seconds=args.seconds, rounds=args.rounds)
         out.write(json.dumps(figures) + "\n" if args.json
                   else format_python_report(figures) + "\n")
+        return EXIT_OK
+    if args.what == "web":
+        from firmware.bench_web import format_web_report, run_web_bench
+
+        figures = run_web_bench(seconds=args.seconds, rounds=args.rounds,
+                                clients=args.clients)
+        out.write(json.dumps(figures) + "\n" if args.json
+                  else format_web_report(figures) + "\n")
         return EXIT_OK
     if args.what == "actions":
         from firmware.bench_actions import format_actions_report, run_actions_bench

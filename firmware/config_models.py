@@ -27,6 +27,7 @@ from firmware.dsp.registry import node_types
 from firmware.dsp.source_settings import AcquisitionSettings
 from firmware.hal.settings import HalSettings
 from firmware.strict_model import StrictModel
+from firmware.web.settings import WebSettings
 
 
 class DeviceSettings(StrictModel):
@@ -230,6 +231,7 @@ class Config(StrictModel):
     hal: HalSettings = Field(default_factory=HalSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     scripts: ScriptsSettings = Field(default_factory=ScriptsSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     @model_validator(mode="after")
     def _nodes_match_sections(self) -> Config:

@@ -17,6 +17,7 @@ from firmware import __version__
 from firmware.actions.base import ActionContext, ActionHandler, ActionNode
 from firmware.actions.control import ControlLoop
 from firmware.actions.discovery import DiscoveryEntities
+from firmware.actions.event_log import ActionEventLog
 from firmware.actions.feed import ResultFeed
 from firmware.actions.mqtt import MqttLink
 from firmware.actions.nodes.mqtt_action import MqttActionParams, alarm_state_name
@@ -27,6 +28,7 @@ from firmware.appliance import Analyzer
 from firmware.config import ConfigDocument, load_config
 from firmware.errors import ActionError, ConfigError, HalError
 from firmware.hal.hal import Hal
+from firmware.operations import Operations
 
 log = logging.getLogger("pafw.appliance")
 
@@ -42,6 +44,8 @@ class Appliance:
         self.hal: Hal | None = None
         self.mqtt: MqttLink | None = None
         self.handlers: list[ActionHandler] = []
+        #: triggers, outcomes and operator changes of every action (the web stream's source)
+        self.action_events = ActionEventLog()
         #: set when something a status reader waits for changed (a script reload)
         self.status_dirty = threading.Event()
         try:
@@ -53,7 +57,7 @@ class Appliance:
                                      software_version=__version__, device_name=cfg.device.name)
             ctx = ActionContext(
                 state=self.analyzer.state, device_id=cfg.device.id, hal=self.hal,
-                mqtt=self.mqtt, health=self.fault,
+                mqtt=self.mqtt, health=self.fault, events=self.action_events,
                 extra={
                     "state_dir": self.analyzer.state_dir,
                     "scripts_dir": cfg.paths.scripts_dir,
@@ -82,6 +86,9 @@ class Appliance:
                 config_path.parent, self._config_changed, debounce_s=cfg.scripts.debounce_s,
                 match=lambda path: path.resolve() == config_path)
         self.config_reload: dict[str, Any] = {"reloads": 0, "last_error": None}
+        #: what an operator may change (web API); restores the actions disabled before
+        self.operations = Operations(self)
+        self.operations.restore()
         self.feed = ResultFeed()
         if self.handlers:
             self.analyzer.state.attach(self.feed.post)

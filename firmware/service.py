@@ -18,6 +18,7 @@ from firmware.runtime import Appliance
 from firmware.sdnotify import Notifier
 from firmware.status_file import snapshot_path, write_snapshot
 from firmware.status_line import status_line
+from firmware.web.server import WebServer
 
 log = logging.getLogger("pafw.run")
 
@@ -32,6 +33,9 @@ class Service:
         self.notifier = Notifier()
         self.snapshot = snapshot_path(self.analyzer.state_dir)
         self._stop = threading.Event()
+        web = doc.config.web
+        self.web: WebServer | None = (WebServer(self.appliance, web, self.appliance.operations)
+                                      if web.enabled else None)
 
     def request_stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
         """Signal handler: ask the main loop to stop."""
@@ -42,6 +46,7 @@ class Service:
     def _write_snapshot(self, state: str) -> None:
         """The status snapshot for `pafw status`; a write failure is logged, not fatal."""
         status = self.appliance.get_status()
+        status["web"] = self.web.get_status() if self.web is not None else None
         status["paths"] = {k: str(v) for k, v in self.doc.config.paths.model_dump().items()}
         status["config"] = str(self.doc.path) if self.doc.path else None
         try:
@@ -69,6 +74,8 @@ class Service:
             self.appliance.stop()
             raise
         log.info("kernels ready in %.2f s (cache %s)", warm, cfg.paths.cache_dir)
+        if self.web is not None:
+            self.web.start()
         self.notifier.ready(f"running: {source_name}, kernels warm in {warm:.2f} s")
         self._write_snapshot("running")
         interval = cfg.processing.status_interval_s
@@ -113,6 +120,8 @@ class Service:
                     self.appliance.mqtt.publish_status(self.appliance.get_status(brief=True))
         finally:
             self.notifier.stopping()
+            if self.web is not None:
+                self.web.stop()
             self.appliance.stop()
             self._write_snapshot("failed" if analyzer.fault else "stopped")
         if analyzer.fault:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,10 @@ import pytest
 import yaml
 
 from firmware.config import ConfigDocument, default_config_text, load_config
+
+# `pafw run` in a test listens on any free port, never on the default 8080 (tests run side by
+# side); configs of their own that omit `web:` set it themselves.
+os.environ.setdefault("PAFW_WEB_PORT", "0")
 
 
 def free_port() -> int:
@@ -30,6 +35,7 @@ def state_env(tmp_path: Path) -> dict[str, str]:
         "PAFW_CACHE_DIR": str(tmp_path.parent / "numba-cache"),
         "PAFW_MQTT_HOST": "127.0.0.1",
         "PAFW_MQTT_PORT": str(free_port()),
+        "PAFW_WEB_PORT": "0",
     }
 
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydantic import Field
 
+from firmware.actions.event_log import ActionEventLog
 from firmware.actions.history import HistoryBuffer
 from firmware.actions.triggers import (
     TriggerEngine,
@@ -105,6 +107,8 @@ class ActionContext:
     mqtt: MqttLink | None = None
     #: returns a description of an appliance fault (DSP loop stopped, ...) or None
     health: Any = None
+    #: where triggers, outcomes and operator changes are logged for the live stream
+    events: ActionEventLog = field(default_factory=ActionEventLog)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def fault(self) -> str | None:
@@ -112,10 +116,19 @@ class ActionContext:
         return self.health() if callable(self.health) else None
 
 
+LATENCY_SAMPLES = 256
+
+
 class ActionHandler:
     """Control-loop half of an action. Subclasses implement ``on_event`` (and optionally
-    ``on_update``, ``on_tick``, ``start``, ``stop``); exceptions are caught, counted and kept
-    as ``last_error`` so one faulty action never stops the others."""
+    ``on_update``, ``on_tick``, ``start``, ``stop``, ``apply_operator_state``); exceptions are
+    caught, counted and kept as ``last_error`` so one faulty action never stops the others.
+
+    An operator can *disable* an action (its events are still evaluated and counted but not
+    acted on: ``suppressed``) and *acknowledge* its active triggers (their repeats are
+    suppressed until they clear; outputs show the acknowledged state). Both take effect
+    through ``apply_operator_state``, which subclasses driving outputs override.
+    """
 
     def __init__(self, node: ActionNode, ctx: ActionContext) -> None:
         self.node_id = node.node_id
@@ -129,9 +142,38 @@ class ActionHandler:
         self.history = HistoryBuffer(node.params.buffer_size)
         self.updates = self.triggers = self.clears = self.repeats = 0
         self.successes = self.failures = self.event_drops = self.coalesced = 0
-        self.last_error: str | None = None
+        self._last_error: str | None = None
+        self.last_error_at: float | None = None
         self.last_event: dict[str, Any] | None = None
         self.latest: dict[str, ComputingResult] = {}
+        self.enabled = True
+        self.suppressed = 0
+        #: active triggers an operator acknowledged (forgotten when they clear)
+        self.acknowledged: set[str] = set()
+        #: seconds from an event's data (its frame's wall time) to the action being done
+        self.latency_s: deque[float] = deque(maxlen=LATENCY_SAMPLES)
+        self.events = ctx.events
+
+    @property
+    def last_error(self) -> str | None:
+        """The newest error as ``Type: message`` (None before any)."""
+        return self._last_error
+
+    @last_error.setter
+    def last_error(self, value: str | None) -> None:
+        self._last_error = value
+        self.last_error_at = None if value is None else time.time()
+
+    def error_info(self) -> dict[str, Any] | None:
+        """The last error as type, message, file, line and time (file/line: None unless the
+        error comes from a script)."""
+        if self._last_error is None:
+            return None
+        type_name, sep, message = self._last_error.partition(": ")
+        if not sep or not type_name.isidentifier():
+            type_name, message = "", self._last_error
+        return {"type": type_name or None, "message": message, "file": None, "line": None,
+                "time": self.last_error_at}
 
     # ----------------------------------------------------------------- called by the loop
     def evaluate(self, results: list[ComputingResult], now: float) -> list[TriggerEvent]:
@@ -150,15 +192,22 @@ class ActionHandler:
         return self.engine.tick(now)
 
     async def run_event(self, event: TriggerEvent) -> None:
-        """Count, record and act on one event; never raises."""
+        """Count, record and act on one event (unless disabled, or a repeat of an
+        acknowledged trigger); never raises."""
         if event.kind == "trigger":
             self.triggers += 1
         elif event.kind == "clear":
             self.clears += 1
+            self.acknowledged.discard(event.trigger_name)
         else:
             self.repeats += 1
         self.last_event = event.to_dict()
         self.history.record(event.kind, self.last_event, timestamp=event.timestamp)
+        self.events.record(self.node_id, event.kind, self.last_event, event.timestamp)
+        if not self.enabled or (event.kind == "repeat"
+                                and event.trigger_name in self.acknowledged):
+            self.suppressed += 1
+            return
         start = time.perf_counter()
         try:
             ok = await self.on_event(event)
@@ -171,13 +220,44 @@ class ActionHandler:
             self.successes += 1
         else:
             self.failures += 1
-        self.history.record("outcome", {"event": event.kind, "trigger": event.trigger_name,
-                                        "success": ok, "error": None if ok else self.last_error,
-                                        "duration_ms": round((time.perf_counter() - start)
-                                                             * 1e3, 3)})
+        self.latency_s.append(max(0.0, time.time() - event.timestamp))
+        outcome = {"event": event.kind, "trigger": event.trigger_name, "success": ok,
+                   "error": None if ok else self.last_error,
+                   "duration_ms": round((time.perf_counter() - start) * 1e3, 3)}
+        self.history.record("outcome", outcome)
+        self.events.record(self.node_id, "outcome", outcome)
+
+    # ------------------------------------------------------------- operator changes
+    async def set_enabled(self, enabled: bool) -> None:
+        """Enable or disable the action (a disabled action puts its outputs in their
+        resting state and suppresses its events)."""
+        if enabled == self.enabled:
+            return
+        self.enabled = enabled
+        self.history.record("enabled" if enabled else "disabled")
+        self.events.record(self.node_id, "enabled" if enabled else "disabled", {})
+        await self.apply_operator_state()
+
+    async def acknowledge(self) -> list[str]:
+        """Acknowledge every active trigger; returns their names (empty: nothing active)."""
+        active = self.engine.active
+        if not active:
+            return []
+        self.acknowledged.update(active)
+        self.history.record("acknowledged", {"triggers": active})
+        self.events.record(self.node_id, "acknowledged", {"triggers": active})
+        await self.apply_operator_state()
+        return active
+
+    @property
+    def unacknowledged_active(self) -> list[str]:
+        """Active triggers nobody acknowledged (what outputs should still signal)."""
+        return [n for n in self.engine.active if n not in self.acknowledged]
 
     async def run_update(self) -> None:
-        """Give the latest results to ``on_update``; never raises."""
+        """Give the latest results to ``on_update`` (not while disabled); never raises."""
+        if not self.enabled:
+            return
         try:
             await self.on_update(dict(self.latest))
         except Exception as exc:
@@ -201,6 +281,9 @@ class ActionHandler:
     async def on_tick(self, now: float) -> None:
         """Called every control-loop tick (~10 Hz)."""
 
+    async def apply_operator_state(self) -> None:
+        """Bring outputs in line with ``enabled`` and ``acknowledged`` (after a change)."""
+
     def get_status(self) -> dict[str, Any]:
         """Counters, trigger states and last error; JSON-safe."""
         return {
@@ -214,6 +297,9 @@ class ActionHandler:
             "failures": self.failures,
             "coalesced": self.coalesced,
             "event_drops": self.event_drops,
+            "enabled": self.enabled,
+            "suppressed": self.suppressed,
+            "acknowledged": sorted(self.acknowledged),
             "active_triggers": self.engine.active,
             "last_event": self.last_event,
             "last_error": self.last_error,

@@ -186,6 +186,10 @@ class PeakFinder:
         self._spectrum = np.zeros(fft_size // 2 + 1, dtype=np.complex128)
         self._magnitude = np.zeros(fft_size // 2 + 1, dtype=np.float64)
         self._scratch = np.zeros(self._noise_hi - self._noise_lo + 1, dtype=np.float64)
+        #: the magnitudes the peak search computed, as a view for a SpectrumTap to copy
+        self.magnitude_view = self._magnitude[self._mag_lo:self._mag_hi + 1]
+        #: magnitude -> sine amplitude in input units (on a bin centre)
+        self.amplitude_scale = 2.0 / self._window_sum
         # a plain list: iterating it per frame is cheaper than iterating a numpy array
         self._recent: list[float] = [math.nan] * coherence_frames
         self.reset()
@@ -207,6 +211,11 @@ class PeakFinder:
     def search_bins(self) -> tuple[int, int]:
         """First and last FFT bin searched for the peak."""
         return self._k_lo, self._k_hi
+
+    @property
+    def magnitude_first_bin(self) -> int:
+        """FFT bin of ``magnitude_view[0]``."""
+        return self._mag_lo
 
     @property
     def noise_bins(self) -> tuple[int, int]:

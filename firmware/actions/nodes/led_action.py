@@ -1,4 +1,5 @@
-"""led_action: a status LED: heartbeat while healthy, fast blink on alarm, solid on fault."""
+"""led_action: a status LED: heartbeat while healthy, fast blink on alarm, slow blink once the
+alarm is acknowledged, solid on fault, off while an operator disabled the action."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ from firmware.errors import ActionError
 if TYPE_CHECKING:
     from firmware.config_models import Config
 
-Pattern = Literal["heartbeat", "alarm", "fault"]
+#: on and off time of the blink of an acknowledged alarm
+ACKNOWLEDGED_BLINK_S = 0.5
+
+Pattern = Literal["heartbeat", "alarm", "acknowledged", "fault", "off"]
 
 
 class LedActionParams(ActionParams):
@@ -45,12 +49,16 @@ class LedAction(ActionHandler):
         self.pattern: Pattern | None = None
 
     def wanted_pattern(self) -> Pattern:
-        """fault beats alarm beats heartbeat."""
+        """disabled: off; then fault beats alarm beats acknowledged beats heartbeat."""
+        if not self.enabled:
+            return "off"
         active = set(self.engine.active)
         if self.ctx.fault() is not None or active & self._timeouts:
             return "fault"
-        if active - self._timeouts:
+        if active - self._timeouts - self.acknowledged:
             return "alarm"
+        if active - self._timeouts:
+            return "acknowledged"
         return "heartbeat"
 
     def _apply(self) -> None:
@@ -61,6 +69,10 @@ class LedAction(ActionHandler):
             self.led.on()
         elif wanted == "alarm":
             self.led.blink(self.params.alarm_blink_s, self.params.alarm_blink_s)
+        elif wanted == "acknowledged":
+            self.led.blink(ACKNOWLEDGED_BLINK_S, ACKNOWLEDGED_BLINK_S)
+        elif wanted == "off":
+            self.led.off()
         else:
             self.led.heartbeat()
         self.pattern = wanted
@@ -73,6 +85,9 @@ class LedAction(ActionHandler):
         return True
 
     async def on_tick(self, now: float) -> None:
+        self._apply()
+
+    async def apply_operator_state(self) -> None:
         self._apply()
 
     async def stop(self) -> None:

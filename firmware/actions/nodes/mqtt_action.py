@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
@@ -73,6 +74,8 @@ class MqttAction(ActionHandler):
             self._publish_measurement(latest)
 
     async def on_tick(self, now: float) -> None:
+        if not self.enabled:
+            return
         if self.interval_s > 0 and now >= self._next_due and self.latest:
             self._next_due = now + self.interval_s
             self._publish_measurement(dict(self.latest))
@@ -84,6 +87,15 @@ class MqttAction(ActionHandler):
             self.link.publish_state(alarm_state_name(self.node_id, event.trigger_name),
                                     "ON" if event.kind == "trigger" else "OFF")
         return True
+
+    async def acknowledge(self) -> list[str]:
+        """Acknowledge, and announce it on the events topic (alarm states stay ON: the
+        condition persists)."""
+        names = await super().acknowledge()
+        if names and self.params.publish_events:
+            self.link.publish_event({"action_id": self.node_id, "kind": "acknowledged",
+                                     "triggers": names, "timestamp": time.time()})
+        return names
 
     def get_status(self) -> dict[str, Any]:
         return {**super().get_status(), "interval_s": self.interval_s,

@@ -242,6 +242,16 @@ class PythonAction(ActionHandler):
             except Exception as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
 
+    def error_info(self) -> dict[str, Any] | None:
+        """The worker's last error (with the script's file and line) when it has one, else
+        the handler's."""
+        error = self.supervisor.last_error
+        if error is None:
+            return super().error_info()
+        return {"type": error.get("type"), "message": str(error.get("message") or ""),
+                "file": error.get("file"), "line": error.get("line"),
+                "time": self.supervisor.last_error_at}
+
     def get_status(self) -> dict[str, Any]:
         return {
             **super().get_status(),

@@ -48,6 +48,7 @@ class RelayAction(ActionHandler):
         if ctx.hal is None:
             raise ActionError(f"node {node.node_id!r} (relay_action): no HAL configured")
         self.relay = ctx.hal.relay(self.params.relay)
+        self._held = False
 
     async def start(self) -> None:
         self._publish()
@@ -56,12 +57,25 @@ class RelayAction(ActionHandler):
         if self.params.mode == "pulse":
             if event.kind in ("trigger", "repeat"):
                 await asyncio.to_thread(self.relay.pulse, self.params.pulse_s)
-        elif event.kind == "trigger":
-            await asyncio.to_thread(self.relay.on)
-        elif event.kind == "clear" and not self.engine.active:
-            await asyncio.to_thread(self.relay.off)
+        else:
+            await self._hold()
         self._publish()
         return True
+
+    async def _hold(self) -> None:
+        """Hold mode: on while an unacknowledged trigger is active and the action enabled.
+        Only a change is requested (a repeated request would restart the HAL's timers)."""
+        wanted = self.enabled and bool(self.unacknowledged_active)
+        if wanted != self._held:
+            self._held = wanted
+            await asyncio.to_thread(self.relay.on if wanted else self.relay.off)
+
+    async def apply_operator_state(self) -> None:
+        if self.params.mode == "hold":
+            await self._hold()
+        elif not self.enabled:
+            await asyncio.to_thread(self.relay.off)
+        self._publish()
 
     async def stop(self) -> None:
         self.relay.safe_off()

@@ -97,7 +97,21 @@ class WorkerSupervisor:
         self.kills = {"timeout": 0, "memory": 0, "crash": 0}
         self.restarts = self.reloads = self.reload_failures = 0
         self.consecutive_failures = 0
-        self.last_error: dict[str, Any] | None = None
+        self._last_error: dict[str, Any] | None = None
+        #: epoch seconds of the last error (None before any)
+        self.last_error_at: float | None = None
+
+    @property
+    def last_error(self) -> dict[str, Any] | None:
+        """The newest failure as type, message, file and line (None once a reload or
+        restart succeeded)."""
+        return self._last_error
+
+    @last_error.setter
+    def last_error(self, value: dict[str, Any] | None) -> None:
+        self._last_error = value
+        if value is not None:
+            self.last_error_at = time.time()
 
     @property
     def worker(self) -> PythonWorker | None:

@@ -11,6 +11,7 @@ from firmware.dsp.frame import Frame
 from firmware.dsp.node import BuildContext, Node
 from firmware.dsp.peaks import PeakFinder
 from firmware.dsp.registry import register
+from firmware.dsp.spectrum_tap import SpectrumTap
 from firmware.errors import ConfigError, DspError
 from firmware.state import ComputingResult
 from firmware.strict_model import StrictModel
@@ -77,10 +78,16 @@ class PeakFinderNode(Node):
         self._row = 1 if (params.channel == "B" and ctx.input_channels == 2) else 0
         self._state = ctx.state
         self.detections = 0
+        finder = self._finder
+        #: the recent spectrum around the resonance, for the dashboard (copied only on demand)
+        self.spectrum_tap = SpectrumTap(
+            finder.magnitude_view, first_bin=finder.magnitude_first_bin, bin_hz=finder.bin_hz,
+            scale=finder.amplitude_scale, search_hz=(params.frequency_min, params.frequency_max))
 
     def process(self, signal: np.ndarray, frame: Frame) -> np.ndarray:
         peak = self._finder.process(signal[self._row])
         self.detections += peak.detected
+        self.spectrum_tap.offer(frame.sequence, frame.wall_time)
         self._state.publish(
             ComputingResult(
                 node_id=self.node_id,

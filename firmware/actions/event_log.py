@@ -1,0 +1,71 @@
+"""ActionEventLog: what the actions did, in order, for the live stream and the dashboard.
+
+Handlers append on the control loop (triggers, clears, repeats, outcomes, an operator's
+acknowledge/enable/disable/reload); readers on other threads (the web server) take what came
+after the last sequence number they saw. Bounded: the oldest entries go first, and a reader
+that fell behind learns how many it missed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Any, NamedTuple
+
+from firmware.state import iso_utc
+
+
+class ActionLogEntry(NamedTuple):
+    """One thing an action did; ``seq`` grows by one per entry from 1."""
+
+    seq: int
+    action_id: str
+    kind: str
+    timestamp: float
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (the ``action`` stream event)."""
+        return {"seq": self.seq, "id": self.action_id, "kind": self.kind,
+                "timestamp": self.timestamp, "time": iso_utc(self.timestamp),
+                "data": self.data}
+
+
+class ActionEventLog:
+    """Bounded, thread-safe, sequence-numbered log of action events.
+
+    >>> log = ActionEventLog(capacity=2)
+    >>> for kind in ("trigger", "outcome", "clear"):
+    ...     _ = log.record("relay", kind, {})
+    >>> [e.kind for e in log.since(0)], log.last_seq
+    (['outcome', 'clear'], 3)
+    """
+
+    def __init__(self, capacity: int = 1000) -> None:
+        self._entries: deque[ActionLogEntry] = deque(maxlen=capacity)
+        self._lock = threading.Lock()
+        self._seq = 0
+
+    @property
+    def last_seq(self) -> int:
+        """Sequence number of the newest entry (0 before any)."""
+        return self._seq
+
+    def record(self, action_id: str, kind: str, data: dict[str, Any],
+               timestamp: float | None = None) -> ActionLogEntry:
+        """Append an entry (``data`` must be JSON-compatible and is not copied)."""
+        with self._lock:
+            self._seq += 1
+            entry = ActionLogEntry(self._seq, action_id, kind,
+                                   time.time() if timestamp is None else timestamp, data)
+            self._entries.append(entry)
+        return entry
+
+    def since(self, seq: int, limit: int | None = None) -> list[ActionLogEntry]:
+        """Entries after ``seq``, oldest first (at most the newest ``limit``)."""
+        with self._lock:
+            if seq >= self._seq:
+                return []
+            newer = [e for e in self._entries if e.seq > seq]
+        return newer if limit is None else newer[-limit:]

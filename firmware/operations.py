@@ -1,0 +1,179 @@
+"""What an operator may change on a running appliance: acknowledge an action's alarm, enable
+or disable an action, reload a Python action's script, pulse a relay for a test.
+
+Called from other threads (the web server); each change runs on the control loop, where the
+actions live, and returns a concurrent Future. Which actions are disabled survives a restart
+(``operator.json`` in the state directory): an operator who silenced a faulty action does not
+see it come back by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from concurrent.futures import Future
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from firmware.actions.base import ActionHandler
+from firmware.actions.nodes.python_action import PythonAction
+from firmware.errors import ActionError, HalError
+
+if TYPE_CHECKING:
+    from firmware.runtime import Appliance
+
+log = logging.getLogger("pafw.operator")
+
+STATE_FILE = "operator.json"
+
+
+class OperationRefusedError(ActionError):
+    """Raised when an operation does not apply (unknown action or relay, nothing to
+    acknowledge, not a Python action, relay busy); ``status`` is the HTTP status to answer."""
+
+    def __init__(self, message: str, *, status: int = 409) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Operations:
+    """The appliance's operator façade (thread-safe: everything runs on the control loop)."""
+
+    def __init__(self, appliance: Appliance) -> None:
+        self.appliance = appliance
+        self.path = Path(appliance.analyzer.state_dir) / STATE_FILE
+
+    # ------------------------------------------------------------------ persistence
+    def restore(self) -> None:
+        """Disable the actions an operator disabled before the last stop (before start)."""
+        disabled = self._load().get("disabled", [])
+        for handler in self.appliance.handlers:
+            if handler.node_id in disabled:
+                handler.enabled = False
+                log.warning("action %s stays disabled (by an operator, %s)", handler.node_id,
+                            self.path)
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring %s: %s", self.path, exc)
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _save(self) -> None:
+        disabled = sorted(h.node_id for h in self.appliance.handlers if not h.enabled)
+        tmp = self.path.with_name(f".{STATE_FILE}.tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps({"disabled": disabled}) + "\n", encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            log.error("cannot save the disabled actions to %s: %s", self.path, exc)
+
+    # ---------------------------------------------------------------------- lookups
+    def handler(self, action_id: str) -> ActionHandler:
+        """The action ``action_id``; OperationRefusedError (404) when there is none."""
+        for handler in self.appliance.handlers:
+            if handler.node_id == action_id:
+                return handler
+        known = ", ".join(h.node_id for h in self.appliance.handlers) or "none"
+        raise OperationRefusedError(f"no action {action_id!r} (actions: {known})", status=404)
+
+    def _run(self, coro: Any) -> Future[Any]:
+        return self.appliance.control.call(coro)
+
+    # ------------------------------------------------------------------- operations
+    def acknowledge(self, action_id: str) -> Future[list[str]]:
+        """Acknowledge the action's active triggers; OperationRefusedError (409) if none."""
+        handler = self.handler(action_id)
+
+        async def run() -> list[str]:
+            names = await handler.acknowledge()
+            if not names:
+                raise OperationRefusedError(f"action {action_id!r} has no active alarm to "
+                                       "acknowledge")
+            log.info("action %s: %s acknowledged", action_id, ", ".join(names))
+            return names
+
+        return self._run(run())
+
+    def acknowledge_all(self) -> Future[dict[str, list[str]]]:
+        """Acknowledge the active triggers of every enabled action (the dashboard's one
+        button); OperationRefusedError (409) when no action has any."""
+
+        async def run() -> dict[str, list[str]]:
+            done: dict[str, list[str]] = {}
+            for handler in self.appliance.handlers:
+                if handler.enabled and handler.unacknowledged_active:
+                    done[handler.node_id] = await handler.acknowledge()
+            if not done:
+                raise OperationRefusedError("no unacknowledged alarm is active")
+            log.info("alarms acknowledged: %s", done)
+            return done
+
+        return self._run(run())
+
+    def set_enabled(self, action_id: str, enabled: bool) -> Future[None]:
+        """Enable or disable an action, and remember it across restarts."""
+        handler = self.handler(action_id)
+
+        async def run() -> None:
+            await handler.set_enabled(enabled)
+            await asyncio.to_thread(self._save)
+            log.warning("action %s %s by an operator", action_id,
+                        "enabled" if enabled else "disabled")
+
+        return self._run(run())
+
+    def reload(self, action_id: str) -> Future[None]:
+        """Reload a Python action's script (the running version stays if the new one fails:
+        the error is raised)."""
+        handler = self.handler(action_id)
+        if not isinstance(handler, PythonAction):
+            raise OperationRefusedError(f"action {action_id!r} is a {handler.type_name}; only "
+                                   "python_action scripts can be reloaded")
+
+        async def run() -> None:
+            try:
+                await handler.reload()
+            except Exception as exc:
+                handler.events.record(action_id, "reload_failed", {"error": str(exc)})
+                raise
+            handler.events.record(action_id, "reloaded",
+                                  {"script": str(handler.supervisor.spec.script_path)})
+
+        return self._run(run())
+
+    def pulse_relay(self, name: str, seconds: float) -> Future[str]:
+        """Pulse a relay for a test (only while it is off: a test must not cut an alarm
+        short); returns the relay's state after the request ("deferred" while its
+        min_off_s protection delays the pulse)."""
+        hal = self.appliance.hal
+        if hal is None or name not in hal.relays:
+            known = ", ".join(sorted(hal.relays)) if hal is not None else "none"
+            raise OperationRefusedError(f"no relay {name!r} (relays: {known})", status=404)
+        relay = hal.relay(name)
+        max_pulse = relay.settings.max_pulse_s
+        if seconds > max_pulse:
+            raise OperationRefusedError(f"relay {name!r} pulses are limited to {max_pulse:g} s "
+                                   f"(hal.relays.{name}.max_pulse_s)", status=422)
+
+        async def run() -> str:
+            if relay.is_on:
+                raise OperationRefusedError(f"relay {name!r} is on (an action holds it); a test "
+                                       "pulse is only possible while it is off")
+            try:
+                await asyncio.to_thread(relay.pulse, seconds)
+            except HalError as exc:
+                raise OperationRefusedError(f"relay {name!r}: {exc}") from None
+            log.warning("relay %s pulsed for %.3g s by an operator", name, seconds)
+            status = relay.get_status()
+            # a pulse asked too soon after the last switch waits for min_off_s (HAL)
+            return "deferred" if status["pending"] == "on" else str(status["state"])
+
+        return self._run(run())

@@ -1,0 +1,1 @@
+"""The appliance's HTTP API, live stream and dashboard (served by `pafw run`)."""

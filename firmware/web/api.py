@@ -1,0 +1,310 @@
+"""The API's routes: what each path answers, who may call it, and its documentation.
+
+``ROUTES`` is the single table the server dispatches on and ``openapi.py`` documents, so an
+endpoint cannot exist undocumented. Handlers are coroutines on the web server's loop; writes
+run on the control loop through ``firmware.operations`` and are awaited with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import ValidationError
+
+from firmware.actions.python.supervisor import ReloadError
+from firmware.operations import OperationRefusedError
+from firmware.web import schemas, views
+from firmware.web.http import HttpError, Request, Response, json_response
+
+if TYPE_CHECKING:
+    from firmware.web.server import WebServer
+
+Handler = Callable[["WebServer", Request], Awaitable[Response]]
+WRITE_TIMEOUT_S = 30.0
+MAX_HISTORY = 10_000
+
+
+@dataclass(frozen=True)
+class Param:
+    """A documented query parameter."""
+
+    name: str
+    kind: Literal["integer", "number", "string"]
+    description: str
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    """One endpoint: method, path template (``{name}`` segments), access and documentation."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    access: Literal["read", "write"]
+    response: type[schemas.Shape] | None
+    errors: tuple[int, ...] = ()
+    query: tuple[Param, ...] = ()
+    body: type[schemas.Shape] | None = None
+    content_type: str = "application/json"
+    tag: str = "appliance"
+    pattern: re.Pattern[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[A-Za-z0-9_.-]{1,64})", self.path)
+        object.__setattr__(self, "pattern", re.compile(f"^{regex}$"))
+
+
+# --------------------------------------------------------------------------- helpers
+def _int_query(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_value(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise HttpError(400, "bad_query", f"{name} must be an integer, got {raw[:20]!r}"
+                        ) from None
+    if not lo <= value <= hi:
+        raise HttpError(400, "bad_query", f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+async def _await_write(server: WebServer, future: Any) -> Any:
+    try:
+        async with asyncio.timeout(WRITE_TIMEOUT_S):
+            return await asyncio.wrap_future(future)
+    except OperationRefusedError as exc:
+        raise HttpError(exc.status, "refused" if exc.status == 409 else "not_found"
+                        if exc.status == 404 else "invalid", str(exc)) from None
+    except ReloadError as exc:
+        raise HttpError(422, "reload_failed", str(exc)) from None
+    except TimeoutError:
+        raise HttpError(504, "timeout", f"the appliance did not finish the operation within "
+                        f"{WRITE_TIMEOUT_S:g} s") from None
+
+
+def _operation(server: WebServer, call: Callable[[], Any]) -> Any:
+    """Run an Operations call, turning its synchronous refusals into HTTP errors."""
+    try:
+        return call()
+    except OperationRefusedError as exc:
+        raise HttpError(exc.status, "not_found" if exc.status == 404 else "refused",
+                        str(exc)) from None
+
+
+def _handler_or_404(server: WebServer, action_id: str) -> Any:
+    return _operation(server, lambda: server.operations.handler(action_id))
+
+
+# ------------------------------------------------------------------------ read routes
+async def get_status(server: WebServer, request: Request) -> Response:
+    return json_response(200, server.status_payload())
+
+
+async def get_health(server: WebServer, request: Request) -> Response:
+    state = views.health(server.appliance)["state"]
+    return json_response(200 if state != "fault" else 503,
+                         {"ok": state != "fault", "state": state})
+
+
+async def get_results(server: WebServer, request: Request) -> Response:
+    return json_response(200, views.results(server.appliance))
+
+
+async def get_graph(server: WebServer, request: Request) -> Response:
+    return json_response(200, views.graph(server.appliance))
+
+
+async def get_actions(server: WebServer, request: Request) -> Response:
+    return json_response(200, {"actions": [views.action_summary(h)
+                                           for h in server.appliance.handlers]})
+
+
+async def get_action(server: WebServer, request: Request) -> Response:
+    handler = _handler_or_404(server, request.params["id"])
+    return json_response(200, views.action_summary(handler))
+
+
+async def get_history(server: WebServer, request: Request) -> Response:
+    handler = _handler_or_404(server, request.params["id"])
+    limit = _int_query(request, "limit", 100, 0, MAX_HISTORY)
+    raw_kinds = request.query_value("kinds")
+    kinds = {k.strip() for k in raw_kinds.split(",") if k.strip()} if raw_kinds else None
+    return json_response(200, views.history(handler, limit, kinds))
+
+
+async def get_outputs(server: WebServer, request: Request) -> Response:
+    return json_response(200, views.outputs(server.appliance))
+
+
+async def get_spectrum(server: WebServer, request: Request) -> Response:
+    nodes = views.spectrum_nodes(server.appliance)
+    wanted = request.query_value("node")
+    if not nodes:
+        raise HttpError(404, "no_spectrum", "no node of the graph offers a spectrum "
+                        "(add a peak_finder node)")
+    if wanted is not None and wanted not in nodes:
+        raise HttpError(404, "not_found", f"node {wanted!r} offers no spectrum (nodes with "
+                        f"one: {', '.join(nodes)})")
+    node = nodes[wanted or next(iter(nodes))]
+    payload = views.spectrum(node, server.appliance)
+    if payload is None:  # the copy starts with the first request: ask again shortly
+        for _ in range(20):
+            await asyncio.sleep(0.05)
+            payload = views.spectrum(node, server.appliance)
+            if payload is not None:
+                break
+    if payload is None:
+        raise HttpError(503, "no_data", f"node {node.node_id!r} has processed no frame yet",
+                        {"Retry-After": "1"})
+    return json_response(200, payload)
+
+
+async def get_trend(server: WebServer, request: Request) -> Response:
+    trends = server.trends.trends
+    wanted = request.query_value("node")
+    seconds = _int_query(request, "seconds", 600, 10, int(server.settings.trend_hours * 3600))
+    points = _int_query(request, "points", 600, 10, 5000)
+    if wanted is None:
+        concentration = [n for n, t in trends.items() if t.field == "concentration_ppm"]
+        wanted = (concentration or list(trends) or [None])[0]
+    if wanted is None or wanted not in trends:
+        computing = server.appliance.analyzer.graph.computing_node_ids()
+        if wanted is not None and wanted not in computing:
+            raise HttpError(404, "not_found", f"node {wanted!r} has no trend (computing "
+                            f"nodes: {', '.join(computing) or 'none'})")
+        raise HttpError(503, "no_data", "no result recorded yet", {"Retry-After": "1"})
+    trend = trends[wanted]
+    bucket, rows = trend.points(time.time() - seconds, points)
+    lines = [line for h in server.appliance.handlers for line in views.thresholds(h)
+             if _threshold_applies(line, trend.field)]
+    return json_response(200, {"node": wanted, "field": trend.field, "unit": trend.unit,
+                               "bucket_s": bucket, "points": rows, "thresholds": lines})
+
+
+def _threshold_applies(line: dict[str, Any], field_name: str) -> bool:
+    return {"concentration": "concentration_ppm", "amplitude": "amplitude",
+            "amplitude_db": "amplitude_db"}[line["kind"]] == field_name
+
+
+async def get_openapi(server: WebServer, request: Request) -> Response:
+    return Response(200, server.openapi_bytes, "application/json",
+                    {"Cache-Control": "no-cache"})
+
+
+async def get_stream(server: WebServer, request: Request) -> Response:
+    raise AssertionError("the stream is served by WebServer._stream")  # pragma: no cover
+
+
+# ----------------------------------------------------------------------- write routes
+async def post_acknowledge(server: WebServer, request: Request) -> Response:
+    action_id = request.params["id"]
+    future = _operation(server, lambda: server.operations.acknowledge(action_id))
+    names = await _await_write(server, future)
+    handler = server.operations.handler(action_id)
+    return json_response(200, {"id": action_id, "acknowledged": names,
+                               "action": views.action_summary(handler)})
+
+
+async def post_acknowledge_all(server: WebServer, request: Request) -> Response:
+    future = _operation(server, server.operations.acknowledge_all)
+    return json_response(200, {"acknowledged": await _await_write(server, future)})
+
+
+def _set_enabled(enabled: bool) -> Handler:
+    async def handle(server: WebServer, request: Request) -> Response:
+        action_id = request.params["id"]
+        future = _operation(server, lambda: server.operations.set_enabled(action_id, enabled))
+        await _await_write(server, future)
+        return json_response(200, views.action_summary(server.operations.handler(action_id)))
+
+    return handle
+
+
+async def post_reload(server: WebServer, request: Request) -> Response:
+    action_id = request.params["id"]
+    future = _operation(server, lambda: server.operations.reload(action_id))
+    await _await_write(server, future)
+    handler = server.operations.handler(action_id)
+    return json_response(200, {"id": action_id, "reloaded": True,
+                               "action": views.action_summary(handler)})
+
+
+async def post_pulse(server: WebServer, request: Request) -> Response:
+    name = request.params["name"]
+    body = request.json()
+    try:
+        pulse = schemas.PulseRequest.model_validate(body)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(p) for p in problem["loc"]) or "body"
+        raise HttpError(422, "invalid", f"{where}: {problem['msg']}") from None
+    if not math.isfinite(pulse.seconds):  # pragma: no cover - the schema bounds it
+        raise HttpError(422, "invalid", "seconds must be finite")
+    future = _operation(server, lambda: server.operations.pulse_relay(name, pulse.seconds))
+    state = await _await_write(server, future)
+    return json_response(200, {"relay": name, "seconds": pulse.seconds, "state": state})
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/healthz", get_health, "Liveness: ok unless the DSP loop stopped on a fault",
+          "read", schemas.Health, (503,)),
+    Route("GET", "/api/v1/status", get_status, "Appliance status and health", "read",
+          schemas.ApplianceStatus),
+    Route("GET", "/api/v1/results", get_results, "Latest result of every computing node",
+          "read", schemas.ResultsResponse),
+    Route("GET", "/api/v1/graph", get_graph, "Processing graph with per-node timing", "read",
+          schemas.GraphResponse),
+    Route("GET", "/api/v1/actions", get_actions, "Every action's state, counters and errors",
+          "read", schemas.ActionsResponse, tag="actions"),
+    Route("GET", "/api/v1/actions/{id}", get_action, "One action", "read",
+          schemas.ActionSummary, (404,), tag="actions"),
+    Route("GET", "/api/v1/actions/{id}/history", get_history,
+          "An action's history, oldest first", "read", schemas.HistoryResponse, (400, 404),
+          (Param("limit", "integer", "newest entries to return (default 100)", 0, MAX_HISTORY),
+           Param("kinds", "string", "comma-separated kinds to keep, e.g. trigger,clear,outcome")),
+          tag="actions"),
+    Route("GET", "/api/v1/outputs", get_outputs, "Relays and LEDs as the HAL drives them",
+          "read", schemas.OutputsResponse),
+    Route("GET", "/api/v1/spectrum", get_spectrum,
+          "Recent magnitude spectrum around the resonance, with the detected peak", "read",
+          schemas.SpectrumResponse, (404, 503),
+          (Param("node", "string", "a peak_finder node id (default: the first)"),)),
+    Route("GET", "/api/v1/trend", get_trend,
+          "Trend of a computing node's value in buckets of mean/min/max", "read",
+          schemas.TrendResponse, (400, 404, 503),
+          (Param("node", "string", "computing node id (default: the first concentration "
+                 "node)"),
+           Param("seconds", "integer", "how far back (default 600)", 10, 604800),
+           Param("points", "integer", "at most this many points (default 600)", 10, 5000))),
+    Route("GET", "/api/v1/stream", get_stream,
+          "Live Server-Sent Events: results, action and status events", "read", None, (503,),
+          content_type="text/event-stream"),
+    Route("GET", "/api/v1/openapi.json", get_openapi, "This description", "read", None),
+    Route("POST", "/api/v1/actions/{id}/acknowledge", post_acknowledge,
+          "Acknowledge an action's active alarm", "write", schemas.AcknowledgeResponse,
+          (404, 409), tag="operator"),
+    Route("POST", "/api/v1/alarms/acknowledge", post_acknowledge_all,
+          "Acknowledge every active alarm of every action", "write",
+          schemas.AcknowledgeAllResponse, (409,), tag="operator"),
+    Route("POST", "/api/v1/actions/{id}/enable", _set_enabled(True), "Enable an action",
+          "write", schemas.ActionSummary, (404,), tag="operator"),
+    Route("POST", "/api/v1/actions/{id}/disable", _set_enabled(False),
+          "Disable an action (kept across restarts)", "write", schemas.ActionSummary, (404,),
+          tag="operator"),
+    Route("POST", "/api/v1/actions/{id}/reload", post_reload,
+          "Reload a Python action's script (the running version stays if it fails)",
+          "write", schemas.ReloadResponse, (404, 409, 422), tag="operator"),
+    Route("POST", "/api/v1/relays/{name}/pulse", post_pulse, "Pulse a relay for a test",
+          "write", schemas.PulseResponse, (400, 404, 409, 415, 422), body=schemas.PulseRequest,
+          tag="operator"),
+)

@@ -1,0 +1,124 @@
+"""Who may read and write: every write endpoint refuses a missing token (401) and a wrong one
+(403) without changing anything; writes are off without a configured token; reads follow
+``web.read_access``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from firmware.web.api import ROUTES
+from firmware.web.auth import AccessPolicy, client_network
+from firmware.web.http import HttpError, Request
+from tests.web.conftest import TOKEN, WebRig
+
+WRITE_PATHS = {r.path.replace("{id}", "alarm_relay").replace("{name}", "alarm"): r
+               for r in ROUTES if r.access == "write"}
+OPERATOR_KINDS = {"enabled", "disabled", "acknowledged", "reloaded", "reload_failed"}
+BODIES = {"/api/v1/relays/alarm/pulse": {"seconds": 0.5}}
+
+
+def snapshot(rig: WebRig) -> dict[str, Any]:
+    """What a refused write must leave alone."""
+    relay = rig.appliance.hal.relay("alarm") if rig.appliance.hal else None
+    return {"enabled": [h.enabled for h in rig.appliance.handlers],
+            "acknowledged": [sorted(h.acknowledged) for h in rig.appliance.handlers],
+            "relay_switches": relay.get_status()["switch_count"] if relay else None,
+            "operator_events": [e for e in rig.appliance.action_events.since(0)
+                                if e.kind in OPERATOR_KINDS]}
+
+
+@pytest.fixture
+def rig(make_rig: Any) -> WebRig:
+    return make_rig()
+
+
+def test_writes_refuse_missing_and_wrong_tokens(rig: WebRig) -> None:
+    assert len(WRITE_PATHS) == 6
+    before = snapshot(rig)
+    for path in WRITE_PATHS:
+        body = BODIES.get(path, {})
+        missing = rig.post(path, body)
+        assert missing.status == 401, path
+        assert missing.headers["www-authenticate"].startswith("Bearer")
+        assert missing.body["error"]["code"] == "unauthorized"
+        for wrong in (TOKEN + "x", TOKEN[:-1], "", "Basic abc"):
+            headers = {"Authorization": wrong if wrong.startswith("Basic") else
+                       f"Bearer {wrong}"}
+            answer = rig.post(path, body, headers=headers)
+            assert answer.status in (401, 403), (path, wrong)
+        assert rig.post(path, body, token=TOKEN.upper()).status == 403
+    assert snapshot(rig) == before
+    assert rig.server.policy.failures >= 6 * 6
+
+
+def test_the_right_token_is_accepted(rig: WebRig) -> None:
+    answer = rig.post("/api/v1/actions/alarm_relay/disable", token=TOKEN)
+    assert answer.status == 200 and answer.body["enabled"] is False
+    assert rig.post("/api/v1/actions/alarm_relay/enable", token=TOKEN).body["enabled"] is True
+
+
+def test_writes_are_disabled_without_a_configured_token(make_rig: Any) -> None:
+    rig = make_rig(token=None)
+    before = snapshot(rig)
+    for path in WRITE_PATHS:
+        for token in (None, TOKEN):
+            answer = rig.post(path, BODIES.get(path, {}), token=token)
+            assert answer.status == 403, path
+            assert answer.body["error"]["code"] == "writes_disabled"
+    assert snapshot(rig) == before
+
+
+def test_reads_are_open_to_loopback(rig: WebRig) -> None:
+    assert rig.get("/api/v1/status").status == 200
+    assert rig.get("/").status == 200
+
+
+@pytest.mark.parametrize(("peer", "network"), [
+    ("127.0.0.1", "loopback"), ("127.8.9.10", "loopback"), ("::1", "loopback"),
+    ("::ffff:127.0.0.1", "loopback"), ("192.168.1.20", "lan"), ("10.1.2.3", "lan"),
+    ("172.16.0.9", "lan"), ("169.254.3.4", "lan"), ("fe80::1%eth0", "lan"), ("fd00::5", "lan"),
+    ("::ffff:192.168.0.7", "lan"), ("8.8.8.8", "public"), ("2001:4860::1", "public"),
+    ("garbage", "public")])
+def test_client_networks(peer: str, network: str) -> None:
+    assert client_network(peer) == network
+
+
+def request_from(peer: str, token: str | None = None) -> Request:
+    headers = {"authorization": f"Bearer {token}"} if token is not None else {}
+    return Request("GET", "/api/v1/status", "/api/v1/status", {}, "HTTP/1.1", headers, b"",
+                   peer)
+
+
+def test_read_policy_follows_the_setting() -> None:
+    loopback_only = AccessPolicy(read_access="loopback", token=TOKEN)
+    lan = AccessPolicy(read_access="lan", token=TOKEN)
+    loopback_only.check_read(request_from("127.0.0.1"))
+    lan.check_read(request_from("192.168.1.20"))
+    with pytest.raises(HttpError) as refused:
+        loopback_only.check_read(request_from("192.168.1.20"))
+    assert refused.value.status == 401
+    loopback_only.check_read(request_from("192.168.1.20", TOKEN))
+    with pytest.raises(HttpError) as wrong:
+        loopback_only.check_read(request_from("192.168.1.20", "nope"))
+    assert wrong.value.status == 403
+    for policy in (loopback_only, lan):
+        with pytest.raises(HttpError) as public:
+            policy.check_read(request_from("8.8.8.8"))
+        assert public.value.status == 401
+        policy.check_read(request_from("8.8.8.8", TOKEN))
+    no_token = AccessPolicy(read_access="loopback", token=None)
+    with pytest.raises(HttpError) as anyway:
+        no_token.check_read(request_from("10.0.0.2", TOKEN))
+    assert anyway.value.status == 403
+
+
+def test_short_tokens_are_a_config_error(make_doc: Any) -> None:
+    from firmware.errors import ConfigError
+
+    def change(data: dict[str, Any]) -> None:
+        data["web"] = {"token": "short"}
+
+    with pytest.raises(ConfigError, match=r"web\.token.*at least 16"):
+        make_doc(change)
