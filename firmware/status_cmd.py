@@ -36,10 +36,16 @@ def summarize(snapshot: dict[str, Any]) -> tuple[bool, str]:
         lines.append(f"  mqtt {mqtt.get('broker')}: "
                      f"{'connected' if mqtt.get('connected') else 'DISCONNECTED'}, "
                      f"{outbox.get('pending', 0)} pending, {outbox.get('dropped', 0)} dropped")
+    web = snapshot.get("web")
+    if web:
+        where = web.get("url") or f"NOT LISTENING ({web.get('bind_error')})"
+        lines.append(f"  dashboard {where}: {web.get('streams', 0)} live clients")
     actions = (snapshot.get("control") or {}).get("actions") or {}
     for action_id, action in actions.items():
         worker = action.get("worker") or {}
         state_text = f" [{worker['state']}]" if worker.get("state") else ""
+        if action.get("enabled") is False:
+            state_text += " [DISABLED by an operator]"
         lines.append(f"  action {action_id} ({action.get('type')}){state_text}: "
                      f"{action.get('triggers', 0)} triggers, {action.get('successes', 0)} ok, "
                      f"{action.get('failures', 0)} failed")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -105,8 +107,12 @@ def test_pafw_status_reads_the_running_appliances_snapshot(state_env, tmp_path):
         assert out.returncode == 0, out.stdout + out.stderr
         assert "running" in out.stdout and "concentration:" in out.stdout
         assert "action alarm_relay (relay_action)" in out.stdout
+        assert "dashboard http://127.0.0.1:" in out.stdout
         as_json = pafw("status", "--config", str(config), "--json", env=state_env)
         assert '"state": "running"' in as_json.stdout
+        url = json.loads(as_json.stdout)["web"]["url"]  # `pafw run` serves its dashboard
+        with urllib.request.urlopen(f"{url}/api/v1/status", timeout=10) as answer:
+            assert json.load(answer)["device"]["id"] == "pafw-sim"
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)

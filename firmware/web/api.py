@@ -202,7 +202,8 @@ async def get_openapi(server: WebServer, request: Request) -> Response:
 
 
 async def get_stream(server: WebServer, request: Request) -> Response:
-    raise AssertionError("the stream is served by WebServer._stream")  # pragma: no cover
+    """Only HEAD arrives here (GET streams are served by WebServer._stream)."""
+    return Response(200, b"", "text/event-stream", {"Cache-Control": "no-store"})
 
 
 # ----------------------------------------------------------------------- write routes

@@ -43,6 +43,7 @@ from tests.deploy.playbooks import (
 
 MAX_EXPOSURE = 4.0
 MQTT_PASSWORD = 'p@ss "w$rd` \\ end'  # every character the env file must escape
+WEB_TOKEN = "web-t0ken-$ecret-0123456789"
 SMTP_PASSWORD = "s3cr3t $HOME"
 BOOT_VARS = {"pafw_i2s_overlay": "googlevoicehat-soundcard", "pafw_cgroup_memory": True,
              "pafw_boot_config_lines": ["dtparam=i2s=on"]}
@@ -177,6 +178,7 @@ def write_inventory(path: Path, root: Path, wheel: Path, **host_vars: object) ->
         "pafw_mqtt_host": "127.0.0.1",
         "pafw_mqtt_username": "analyzer",
         "pafw_mqtt_password": MQTT_PASSWORD,
+        "pafw_web_token": WEB_TOKEN,
         "pafw_env": {"SMTP_PASSWORD": SMTP_PASSWORD},
         **host_vars,
     }
@@ -279,12 +281,14 @@ class TestDeployment:
 
     def test_secrets_stay_in_the_env_file(self, deployment: Deployment) -> None:
         root = deployment.root
-        sourced = root.run(["sh", "-c", '. /etc/pafw/pafw.env; printf "%s\\n%s" '
-                            '"$PAFW_MQTT_PASSWORD" "$SMTP_PASSWORD"']).stdout
-        assert sourced.split("\n") == [MQTT_PASSWORD, SMTP_PASSWORD]
+        sourced = root.run(["sh", "-c", '. /etc/pafw/pafw.env; printf "%s\\n%s\\n%s" '
+                            '"$PAFW_MQTT_PASSWORD" "$SMTP_PASSWORD" "$PAFW_WEB_TOKEN"']).stdout
+        assert sourced.split("\n") == [MQTT_PASSWORD, SMTP_PASSWORD, WEB_TOKEN]
         config = yaml.safe_load((root.path / "etc/pafw/config.yaml").read_text())
         assert config["mqtt"]["password"] == "${PAFW_MQTT_PASSWORD:-}"
         assert config["mqtt"]["username"] == "analyzer"
+        assert config["web"] == {"enabled": True, "bind": "0.0.0.0", "port": 8080,
+                                 "read_access": "lan", "token": "${PAFW_WEB_TOKEN:-}"}
         assert config["paths"] == {"state_dir": "/var/lib/pafw",
                                    "scripts_dir": "/var/lib/pafw/user_scripts",
                                    "cache_dir": "/var/cache/pafw/numba"}
@@ -292,6 +296,7 @@ class TestDeployment:
         assert config["device"]["id"] == "pafw-test-01"
         for label, run in deployment.runs.items():  # --diff and results never show them
             assert "w$rd" not in run.output and "s3cr3t" not in run.output, label
+            assert WEB_TOKEN not in run.output, label
 
     def test_unit_enabled_without_a_running_systemd(self, deployment: Deployment) -> None:
         root = deployment.root

@@ -169,3 +169,13 @@ def test_a_stalled_stream_reader_is_dropped_and_others_keep_streaming(rig: WebRi
     assert rig.server.web_status()["streams"] == 1
     stalled.close()
     reader.close()
+
+
+def test_head_requests_get_heads_only(rig: WebRig) -> None:
+    for path in ("/api/v1/status", "/api/v1/stream", "/"):
+        sock = connect(rig)
+        sock.sendall(f"HEAD {path} HTTP/1.1\r\nConnection: close\r\n\r\n".encode())
+        answer = read_all(sock)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), (path, head)
+        assert body == b"", path
