@@ -127,6 +127,8 @@ function formatError(e) {
   let text = type ? `${type}: ${message}` : message;
   const file = basename(err.file);
   const line = num(err.line);
+  // a SyntaxError's message already ends with "(file.py, line 2)": say the place once
+  if (file && line !== null && message.endsWith(`(${file}, line ${line})`)) return text;
   if (file && line !== null) text += ` (${file}:${line})`;
   else if (file) text += ` (${file})`;
   else if (line !== null) text += ` (line ${line})`;
@@ -673,8 +675,9 @@ const trend = {
 const KIND_FIELD = { concentration: 'concentration_ppm', amplitude: 'amplitude', amplitude_db: 'amplitude_db' };
 
 function cleanThresholds(list, field) {
-  const out = [];
-  const seen = new Set();
+  // one line per side and value: triggers of several actions at the same level share it
+  // (and its label, with the names joined) instead of drawing labels over each other
+  const byLevel = new Map();
   for (const item of arr(list)) {
     const t = obj(item);
     if (!t) continue;
@@ -682,13 +685,14 @@ function cleanThresholds(list, field) {
     for (const side of ['above', 'below']) {
       const v = num(t[side]);
       if (v === null) continue;
-      const key = `${side}|${v}|${str(t.trigger)}`;
-      if (seen.has(key)) continue;
-      seen.add(key);
-      out.push({ side, value: v, trigger: str(t.trigger) || str(t.action), action: str(t.action) });
+      const key = `${side}|${v}`;
+      const name = str(t.trigger) || str(t.action);
+      const level = byLevel.get(key);
+      if (!level) byLevel.set(key, { side, value: v, names: [name], action: str(t.action) });
+      else if (!level.names.includes(name)) level.names.push(name);
     }
   }
-  return out;
+  return [...byLevel.values()].map((l) => ({ side: l.side, value: l.value, trigger: l.names.join(', '), action: l.action }));
 }
 
 async function loadTrend() {
