@@ -117,9 +117,33 @@ class Backend:
         return self.name == "mock"
 
 
+#: state changes a simulated pin remembers (gpiozero's log grows forever otherwise: a status
+#: LED's heartbeat on a dev box running for days would hold tens of MB)
+MOCK_STATE_LOG = 10_000
+
+
+class _BoundedStateLog(list[object]):
+    """gpiozero's per-pin state log (a list, sliced by tests) that drops its older half
+    once it holds ``MOCK_STATE_LOG`` entries."""
+
+    def append(self, item: object) -> None:
+        if len(self) >= MOCK_STATE_LOG:
+            del self[: MOCK_STATE_LOG // 2]
+        super().append(item)
+
+
+class BoundedMockPWMPin(MockPWMPin):
+    """A simulated PWM-capable pin whose state log is bounded."""
+
+    def clear_states(self) -> None:
+        super().clear_states()
+        self.states = _BoundedStateLog(self.states)
+
+
 def mock_factory() -> MockFactory:
-    """A mock factory whose pins all support PWM, so digital and PWM outputs can mix."""
-    return MockFactory(pin_class=MockPWMPin)
+    """A mock factory whose pins all support PWM, so digital and PWM outputs can mix, and
+    whose state logs are bounded."""
+    return MockFactory(pin_class=BoundedMockPWMPin)
 
 
 def _open(name: str, chip: int | None, importer: Importer) -> Factory:

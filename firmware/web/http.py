@@ -130,10 +130,17 @@ class Limits:
 async def read_request(reader: asyncio.StreamReader, peer: str, limits: Limits,
                        *, first: bool) -> Request | None:
     """Read one request within the limits; None when the client closed (or went idle
-    between keep-alive requests). Raises HttpError for anything malformed or too big."""
+    between keep-alive requests). Raises HttpError for anything malformed or too big.
+
+    A connection's first request must arrive whole within ``request_timeout_s`` of the
+    connection; a later one may wait ``idle_timeout_s`` for its first byte, then has
+    ``request_timeout_s`` for the rest.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limits.request_timeout_s
     try:
-        async with asyncio.timeout(limits.idle_timeout_s if not first else
-                                   limits.request_timeout_s):
+        async with asyncio.timeout_at(deadline if first else
+                                      loop.time() + limits.idle_timeout_s):
             first_byte = await reader.read(1)
     except TimeoutError:
         if first:
@@ -141,8 +148,10 @@ async def read_request(reader: asyncio.StreamReader, peer: str, limits: Limits,
         return None
     if not first_byte:
         return None
+    if not first:
+        deadline = loop.time() + limits.request_timeout_s
     try:
-        async with asyncio.timeout(limits.request_timeout_s):
+        async with asyncio.timeout_at(deadline):
             head = first_byte + await reader.readuntil(b"\r\n\r\n")
             request = _parse_head(head, peer)
             request.body = await _read_body(reader, request, limits)
@@ -195,8 +204,6 @@ async def _read_body(reader: asyncio.StreamReader, request: Request, limits: Lim
                         "chunked request bodies are not supported; send Content-Length")
     raw_length = request.headers.get("content-length")
     if raw_length is None:
-        if request.method in ("POST", "PUT", "PATCH"):
-            return b""
         return b""
     if not raw_length.isdigit():
         raise HttpError(400, "bad_request", f"invalid Content-Length {raw_length[:20]!r}")

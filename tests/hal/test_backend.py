@@ -134,7 +134,7 @@ def test_pc_gets_simulated_outputs_with_a_clear_log_line(board, caplog):
         backend = make_backend("auto", model_paths=board(None), importer=load)
     assert backend.name == "mock" and backend.simulated
     assert isinstance(backend.factory, MockFactory)
-    assert backend.factory.pin_class is MockPWMPin  # digital and PWM outputs can mix
+    assert issubclass(backend.factory.pin_class, MockPWMPin)  # digital and PWM outputs mix
     assert backend.chip is None
     assert SIMULATED_MESSAGE in caplog.text
     assert load.imported == []  # nothing hardware-related is even imported
@@ -230,3 +230,14 @@ def test_real_import_of_a_missing_backend(board, dev):
     """The default importer really imports gpiozero's module, which needs lgpio."""
     with pytest.raises(BackendUnavailableError, match="install lgpio"):
         make_backend("lgpio", model_paths=board(PI4), dev_dir=dev)
+
+
+def test_a_simulated_pins_state_log_is_bounded() -> None:
+    from firmware.hal.backend import MOCK_STATE_LOG, mock_factory
+
+    pin = mock_factory().pin(5)
+    pin.function = "output"
+    for i in range(3 * MOCK_STATE_LOG):
+        pin.state = i % 2
+    assert len(pin.states) <= MOCK_STATE_LOG
+    assert [s.state for s in pin.states[-2:]] == [False, True]  # the newest are kept
