@@ -13,12 +13,14 @@ import asyncio
 import json
 import logging
 import os
+import tempfile
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from firmware.actions.base import ActionHandler
 from firmware.actions.nodes.python_action import PythonAction
+from firmware.actions.nodes.relay_action import RelayAction
 from firmware.errors import ActionError, HalError
 
 if TYPE_CHECKING:
@@ -44,11 +46,15 @@ class Operations:
     def __init__(self, appliance: Appliance) -> None:
         self.appliance = appliance
         self.path = Path(appliance.analyzer.state_dir) / STATE_FILE
+        self._save_lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ persistence
     def restore(self) -> None:
         """Disable the actions an operator disabled before the last stop (before start)."""
         disabled = self._load().get("disabled", [])
+        if not isinstance(disabled, list) or not all(isinstance(i, str) for i in disabled):
+            log.warning("ignoring %s: 'disabled' is not a list of action ids", self.path)
+            disabled = []
         for handler in self.appliance.handlers:
             if handler.node_id in disabled:
                 handler.enabled = False
@@ -66,14 +72,25 @@ class Operations:
         return data if isinstance(data, dict) else {}
 
     def _save(self) -> None:
+        """Write the disabled actions atomically (a unique temporary file, fsync, rename,
+        fsync of the directory); raises OSError."""
         disabled = sorted(h.node_id for h in self.appliance.handlers if not h.enabled)
-        tmp = self.path.with_name(f".{STATE_FILE}.tmp")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{STATE_FILE}.", dir=self.path.parent)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps({"disabled": disabled}) + "\n", encoding="utf-8")
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(json.dumps({"disabled": disabled}) + "\n")
+                out.flush()
+                os.fsync(out.fileno())
             os.replace(tmp, self.path)
-        except OSError as exc:
-            log.error("cannot save the disabled actions to %s: %s", self.path, exc)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        directory = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
     # ---------------------------------------------------------------------- lookups
     def handler(self, action_id: str) -> ActionHandler:
@@ -123,10 +140,18 @@ class Operations:
         handler = self.handler(action_id)
 
         async def run() -> None:
-            await handler.set_enabled(enabled)
-            await asyncio.to_thread(self._save)
-            log.warning("action %s %s by an operator", action_id,
-                        "enabled" if enabled else "disabled")
+            async with self._save_lock:  # one change and its save at a time
+                await handler.set_enabled(enabled)
+                log.warning("action %s %s by an operator", action_id,
+                            "enabled" if enabled else "disabled")
+                try:
+                    await asyncio.to_thread(self._save)
+                except OSError as exc:
+                    log.error("cannot remember the disabled actions in %s: %s", self.path, exc)
+                    raise OperationRefusedError(
+                        f"action {action_id!r} is {'enabled' if enabled else 'disabled'} now, "
+                        f"but it cannot be remembered across a restart: {exc}",
+                        status=500) from None
 
         return self._run(run())
 
@@ -164,13 +189,18 @@ class Operations:
                                    f"(hal.relays.{name}.max_pulse_s)", status=422)
 
         async def run() -> str:
-            if relay.is_on:
-                raise OperationRefusedError(f"relay {name!r} is on (an action holds it); a test "
-                                       "pulse is only possible while it is off")
+            holders = [h.node_id for h in self.appliance.handlers
+                       if isinstance(h, RelayAction) and h.params.relay == name and h.held]
+            if holders:
+                raise OperationRefusedError(f"relay {name!r} is held on by {', '.join(holders)}; "
+                                            "a test pulse is only possible while it is off")
             try:
-                await asyncio.to_thread(relay.pulse, seconds)
+                accepted = await asyncio.to_thread(relay.pulse, seconds, only_if_off=True)
             except HalError as exc:
                 raise OperationRefusedError(f"relay {name!r}: {exc}") from None
+            if not accepted:
+                raise OperationRefusedError(f"relay {name!r} is on or about to switch on; a "
+                                            "test pulse is only possible while it is off")
             log.warning("relay %s pulsed for %.3g s by an operator", name, seconds)
             status = relay.get_status()
             # a pulse asked too soon after the last switch waits for min_off_s (HAL)

@@ -42,6 +42,7 @@ class Hal:
     ...     hal.relay("pump").pulse(2.0)
     ...     hal.led("ok").heartbeat()
     ...     hal.get_status()["relays"]["pump"]["state"]
+    True
     'on'
     """
 

@@ -45,6 +45,7 @@ class Relay:
     ...     pump.pulse(0.5)          # on now, off 0.5 s later on a timer thread
     ...     pump.is_on
     True
+    True
     """
 
     def __init__(
@@ -93,12 +94,14 @@ class Relay:
             self._check_open()
             self._request(False, pulse_s=None)
 
-    def pulse(self, seconds: float) -> None:
+    def pulse(self, seconds: float, *, only_if_off: bool = False) -> bool:
         """Switch on for ``seconds``, then off; returns at once (a timer thread releases).
 
         The length counts from the moment the relay actually closes, so a deferred start
         still gives a full pulse; a relay already on stays on and is released ``seconds``
         from now. A release earlier than ``min_on_s`` is deferred like any other switch.
+        ``only_if_off``: do nothing and return False if the relay is on or about to switch
+        on (checked and requested atomically: a test pulse never shortens a held relay).
         """
         limit = self.settings.max_pulse_s
         if not seconds > 0 or math.isinf(seconds):
@@ -113,7 +116,10 @@ class Relay:
             )
         with self._lock:
             self._check_open()
+            if only_if_off and (self._is_on or self._pending is True):
+                return False
             self._request(True, pulse_s=seconds)
+        return True
 
     def safe_off(self) -> None:
         """Drive the pin off now, ignoring minimum times and cancelling pending switches."""

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 Handler = Callable[["WebServer", Request], Awaitable[Response]]
 WRITE_TIMEOUT_S = 30.0
 MAX_HISTORY = 10_000
+MAX_TREND_POINTS = 2000
+TREND_CACHE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class Route:
 
     def __post_init__(self) -> None:
         regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[A-Za-z0-9_.-]{1,64})", self.path)
-        object.__setattr__(self, "pattern", re.compile(f"^{regex}$"))
+        object.__setattr__(self, "pattern", re.compile(rf"\A{regex}\Z"))
 
 
 # --------------------------------------------------------------------------- helpers
@@ -83,8 +85,8 @@ async def _await_write(server: WebServer, future: Any) -> Any:
         async with asyncio.timeout(WRITE_TIMEOUT_S):
             return await asyncio.wrap_future(future)
     except OperationRefusedError as exc:
-        raise HttpError(exc.status, "refused" if exc.status == 409 else "not_found"
-                        if exc.status == 404 else "invalid", str(exc)) from None
+        code = {404: "not_found", 409: "refused", 500: "not_saved"}.get(exc.status, "invalid")
+        raise HttpError(exc.status, code, str(exc)) from None
     except ReloadError as exc:
         raise HttpError(422, "reload_failed", str(exc)) from None
     except TimeoutError:
@@ -173,7 +175,7 @@ async def get_trend(server: WebServer, request: Request) -> Response:
     trends = server.trends.trends
     wanted = request.query_value("node")
     seconds = _int_query(request, "seconds", 600, 10, int(server.settings.trend_hours * 3600))
-    points = _int_query(request, "points", 600, 10, 5000)
+    points = _int_query(request, "points", 600, 10, MAX_TREND_POINTS)
     if wanted is None:
         concentration = [n for n, t in trends.items() if t.field == "concentration_ppm"]
         wanted = (concentration or list(trends) or [None])[0]
@@ -184,11 +186,21 @@ async def get_trend(server: WebServer, request: Request) -> Response:
                             f"nodes: {', '.join(computing) or 'none'})")
         raise HttpError(503, "no_data", "no result recorded yet", {"Retry-After": "1"})
     trend = trends[wanted]
+    # the same chart asked by many screens at once costs one computation per second
+    key = (wanted, seconds, points)
+    cached = server.trend_cache.get(key)
+    now = time.monotonic()
+    if cached is not None and now - cached[0] < TREND_CACHE_S:
+        return cached[1]
     bucket, rows = trend.points(time.time() - seconds, points)
     lines = [line for h in server.appliance.handlers for line in views.thresholds(h)
              if _threshold_applies(line, trend.field)]
-    return json_response(200, {"node": wanted, "field": trend.field, "unit": trend.unit,
-                               "bucket_s": bucket, "points": rows, "thresholds": lines})
+    response = json_response(200, {"node": wanted, "field": trend.field, "unit": trend.unit,
+                                   "bucket_s": bucket, "points": rows, "thresholds": lines})
+    if len(server.trend_cache) > 64:
+        server.trend_cache.clear()
+    server.trend_cache[key] = (now, response)
+    return response
 
 
 def _threshold_applies(line: dict[str, Any], field_name: str) -> bool:
@@ -286,7 +298,8 @@ ROUTES: tuple[Route, ...] = (
           (Param("node", "string", "computing node id (default: the first concentration "
                  "node)"),
            Param("seconds", "integer", "how far back (default 600)", 10, 604800),
-           Param("points", "integer", "at most this many points (default 600)", 10, 5000))),
+           Param("points", "integer", "at most this many points (default 600)", 10,
+                 MAX_TREND_POINTS))),
     Route("GET", "/api/v1/stream", get_stream,
           "Live Server-Sent Events: results, action and status events", "read", None, (503,),
           content_type="text/event-stream"),
@@ -298,10 +311,10 @@ ROUTES: tuple[Route, ...] = (
           "Acknowledge every active alarm of every action", "write",
           schemas.AcknowledgeAllResponse, (409,), tag="operator"),
     Route("POST", "/api/v1/actions/{id}/enable", _set_enabled(True), "Enable an action",
-          "write", schemas.ActionSummary, (404,), tag="operator"),
+          "write", schemas.ActionSummary, (404, 500), tag="operator"),
     Route("POST", "/api/v1/actions/{id}/disable", _set_enabled(False),
-          "Disable an action (kept across restarts)", "write", schemas.ActionSummary, (404,),
-          tag="operator"),
+          "Disable an action (kept across restarts)", "write", schemas.ActionSummary,
+          (404, 500), tag="operator"),
     Route("POST", "/api/v1/actions/{id}/reload", post_reload,
           "Reload a Python action's script (the running version stays if it fails)",
           "write", schemas.ReloadResponse, (404, 409, 422), tag="operator"),

@@ -1,21 +1,30 @@
 """Who may read and who may change: the network a reader comes from, the bearer token.
 
-Reads without a token are served to loopback clients, or to LAN clients (private, link-local
-and unique-local addresses) when ``web.read_access`` is ``lan``; a public address never reads
-without the token. Writes always need the token: a missing one is 401 (with a
-``WWW-Authenticate`` challenge), a wrong one 403, and with no token configured writes are
-disabled (403). Tokens are compared in constant time.
+Reads without a token are served to loopback clients, or to LAN clients (``LAN_NETWORKS``:
+private IPv4, link-local and unique-local addresses) when ``web.read_access`` is ``lan``; a
+public address never reads without the token. Writes always need the token: a missing one
+is 401 (with a ``WWW-Authenticate`` challenge), a wrong one 403, and with no token configured
+writes are disabled (403). Tokens are compared in constant time. A Host header must name an
+address or this appliance (DNS rebinding).
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
+import socket
+from collections.abc import Iterable
 from typing import Literal
 
 from firmware.web.http import HttpError, Request
 
 ReadAccess = Literal["loopback", "lan"]
+
+#: what "lan" means: private IPv4 ranges, IPv4 link-local, IPv6 unique-local and link-local
+#: (not Python's wider ``is_private``, which also admits Teredo, 240/4, documentation nets)
+LAN_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "fc00::/7",
+    "fe80::/10"))
 
 
 def client_network(peer: str) -> Literal["loopback", "lan", "public"]:
@@ -28,18 +37,58 @@ def client_network(peer: str) -> Literal["loopback", "lan", "public"]:
         address = address.ipv4_mapped
     if address.is_loopback:
         return "loopback"
-    if address.is_private or address.is_link_local:
+    if any(address in network for network in LAN_NETWORKS):
         return "lan"
     return "public"
+
+
+def this_hosts_names(extra: Iterable[str] = ()) -> frozenset[str]:
+    """Names a browser may use for this appliance: localhost, its host name (plain, .local
+    and fully qualified) and ``extra`` (``web.allowed_hosts``), lower-case."""
+    hostname = socket.gethostname().lower()
+    names = {"localhost", hostname, f"{hostname}.local", socket.getfqdn().lower()}
+    return frozenset(n for n in {*names, *(e.lower() for e in extra)} if n)
+
+
+def host_name(header: str) -> str:
+    """The host part of a Host header (without port or IPv6 brackets), lower-case."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0]
+    if header.count(":") == 1:
+        return header.split(":", 1)[0]
+    return header
 
 
 class AccessPolicy:
     """Applies ``web.read_access`` and ``web.token`` to a request; counts refusals."""
 
-    def __init__(self, *, read_access: ReadAccess, token: str | None) -> None:
+    def __init__(self, *, read_access: ReadAccess, token: str | None,
+                 allowed_hosts: Iterable[str] = ()) -> None:
         self.read_access = read_access
         self._token = token.encode() if token else None
+        self.host_names = this_hosts_names(allowed_hosts)
         self.failures = 0
+
+    def check_host(self, request: Request) -> None:
+        """Refuse a Host header that names neither an address nor this appliance: a web
+        page that rebinds its own DNS name to the appliance's address (DNS rebinding) must
+        not read the API through a LAN user's browser."""
+        header = request.headers.get("host")
+        if header is None:  # not a browser (HTTP/1.0 tools): nothing to rebind
+            return
+        name = host_name(header)
+        try:
+            ipaddress.ip_address(name.split("%")[0])
+            return
+        except ValueError:
+            pass
+        if name in self.host_names:
+            return
+        self.failures += 1
+        raise HttpError(403, "host_not_allowed",
+                        f"Host {name[:100]!r} is not a name of this appliance; open it by its "
+                        "address or add the name to web.allowed_hosts")
 
     @property
     def writes_enabled(self) -> bool:

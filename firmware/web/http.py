@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -26,6 +27,13 @@ REASONS = {
     501: "Not Implemented", 503: "Service Unavailable", 504: "Gateway Timeout",
 }
 MAX_HEADERS = 64
+MAX_QUERY_FIELDS = 32
+
+
+def is_small_decimal(text: str, digits: int = 12) -> bool:
+    """ASCII digits only, at most ``digits`` of them (``str.isdigit`` also accepts "²", and
+    ``int()`` refuses more than 4300 digits): safe to pass to ``int``."""
+    return 0 < len(text) <= digits and text.isascii() and text.isdigit()
 
 
 class HttpError(Exception):
@@ -92,20 +100,39 @@ class Response:
     def encode(self, *, keep_alive: bool, head_only: bool = False) -> bytes:
         """Status line, headers and body as bytes."""
         lines = [f"HTTP/1.1 {self.status} {REASONS.get(self.status, 'Status')}",
-                 f"Content-Length: {len(self.body)}",
                  "Connection: " + ("keep-alive" if keep_alive else "close"),
                  "X-Content-Type-Options: nosniff",
                  "Referrer-Policy: no-referrer"]
-        if self.body or self.status not in (204, 304):
+        if self.status not in (204, 304):  # a 304 has no body and says no length
+            lines.append(f"Content-Length: {len(self.body)}")
             lines.append(f"Content-Type: {self.content_type}")
         lines += [f"{k}: {v}" for k, v in self.headers.items()]
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         return head if head_only else head + self.body
 
 
+def finite_json(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(v) for v in value]
+    return value
+
+
+def dumps(payload: Any) -> str:
+    """Compact JSON; NaN and infinities become null (a script's get_status may hold them)."""
+    try:
+        return json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        return json.dumps(finite_json(payload), separators=(",", ":"), allow_nan=False)
+
+
 def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
-    """A JSON response; NaN is never written (callers pass None for unknown numbers)."""
-    body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+    """A JSON response (NaN written as null)."""
+    body = dumps(payload).encode()
     return Response(status, body, "application/json",
                     {"Cache-Control": "no-store", **(headers or {})})
 
@@ -192,10 +219,13 @@ def _parse_head(head: bytes, peer: str) -> Request:
         headers[name.lower()] = value.strip()
         if len(headers) > MAX_HEADERS:
             raise HttpError(431, "too_many_headers", f"more than {MAX_HEADERS} headers")
-    split = urlsplit(target)
-    return Request(method=method, target=target, path=unquote(split.path),
-                   query=parse_qs(split.query, max_num_fields=32), version=version,
-                   headers=headers, body=b"", peer=peer)
+    try:
+        split = urlsplit(target)
+        query = parse_qs(split.query, max_num_fields=MAX_QUERY_FIELDS)
+    except ValueError as exc:  # an odd target ("//[x") or too many query fields
+        raise HttpError(400, "bad_request", f"malformed request target: {exc}") from None
+    return Request(method=method, target=target, path=unquote(split.path), query=query,
+                   version=version, headers=headers, body=b"", peer=peer)
 
 
 async def _read_body(reader: asyncio.StreamReader, request: Request, limits: Limits) -> bytes:
@@ -205,7 +235,7 @@ async def _read_body(reader: asyncio.StreamReader, request: Request, limits: Lim
     raw_length = request.headers.get("content-length")
     if raw_length is None:
         return b""
-    if not raw_length.isdigit():
+    if not is_small_decimal(raw_length):
         raise HttpError(400, "bad_request", f"invalid Content-Length {raw_length[:20]!r}")
     length = int(raw_length)
     if length > limits.max_body_bytes:

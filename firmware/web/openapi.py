@@ -83,8 +83,8 @@ def _operation_id(route: Route) -> str:
 _ERROR_TEXT = {400: "bad request or query", 401: "token missing", 403: "token wrong, "
                "writes disabled, or reads not allowed from this network", 404: "not found",
                409: "not applicable now", 415: "body is not JSON", 422: "invalid value, or "
-               "the new script failed (the old version runs on)", 503: "no data yet, busy, "
-               "or faulted"}
+               "the new script failed (the old version runs on)", 500: "done, but it could "
+               "not be saved", 503: "no data yet, busy, or faulted"}
 
 
 def openapi_document(routes: tuple[Route, ...]) -> dict[str, Any]:

@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from firmware.operations import Operations
@@ -29,6 +31,7 @@ from firmware.web.http import (
     Request,
     Response,
     error_response,
+    is_small_decimal,
     read_request,
 )
 from firmware.web.openapi import openapi_document
@@ -62,14 +65,18 @@ class WebServer:
         self.appliance = appliance
         self.settings = settings
         self.operations = operations or Operations(appliance)
-        self.policy = AccessPolicy(read_access=settings.read_access, token=settings.token)
+        self.policy = AccessPolicy(read_access=settings.read_access, token=settings.token,
+                                   allowed_hosts=settings.allowed_hosts)
         self.limits = Limits(max_head_bytes=settings.max_head_bytes,
                              max_body_bytes=settings.max_body_bytes,
                              request_timeout_s=settings.request_timeout_s,
-                             idle_timeout_s=settings.idle_timeout_s)
+                             idle_timeout_s=settings.idle_timeout_s,
+                             write_timeout_s=settings.request_timeout_s)
         self.hub = StreamHub(max_streams=settings.max_streams,
                              buffer_bytes=settings.stream_buffer_bytes)
         self.trends = TrendRecorder(settings.trend_hours)
+        #: (node, seconds, points) -> (monotonic time, response) of recent trend answers
+        self.trend_cache: dict[tuple[str, int, int], tuple[float, Response]] = {}
         self.rates = views.RateSampler(appliance)
         self.process = ProcessSampler()
         self.static = StaticFiles()
@@ -86,6 +93,7 @@ class WebServer:
         self._writers: set[asyncio.StreamWriter] = set()
         self._action_seq = 0
         self._status_built = -1e9
+        self._results_updates = -1
 
     # --------------------------------------------------------------------- lifecycle
     def start(self, timeout: float = 10.0) -> None:
@@ -103,9 +111,17 @@ class WebServer:
 
     async def _main(self) -> None:
         self._action_seq = self.appliance.action_events.last_seq
-        self._tasks = [asyncio.create_task(self._sample_results()),
-                       asyncio.create_task(self._sample_status()),
-                       asyncio.create_task(self._keepalive())]
+        frame_s = self.appliance.analyzer.frame_size / self.appliance.analyzer.sample_rate
+        # every result reaches the trend: sampled at least twice per frame, off the DSP thread
+        trend_s = min(max(frame_s / 2, 0.02), self.settings.stream_interval_s)
+        self._tasks = [
+            asyncio.create_task(self._every(trend_s, self._sample_trend)),
+            asyncio.create_task(self._every(self.settings.stream_interval_s,
+                                            self._stream_results)),
+            asyncio.create_task(self._every(self.settings.status_interval_s,
+                                            self._stream_status)),
+            asyncio.create_task(self._every(KEEPALIVE_S, self._keepalive)),
+        ]
         while True:
             try:
                 await self._bind()
@@ -121,9 +137,21 @@ class WebServer:
 
     async def _bind(self) -> None:
         host = self.settings.bind
-        self._server = await asyncio.start_server(
-            self._connection, host=host, port=self.settings.port,
-            limit=self.settings.max_head_bytes, reuse_address=True, backlog=256)
+        if host == "::":  # both IPv6 and IPv4 (asyncio would set IPV6_V6ONLY by itself)
+            sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            try:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(("::", self.settings.port))
+            except OSError:
+                sock.close()
+                raise
+            self._server = await asyncio.start_server(
+                self._connection, sock=sock, limit=self.settings.max_head_bytes, backlog=256)
+        else:
+            self._server = await asyncio.start_server(
+                self._connection, host=host, port=self.settings.port,
+                limit=self.settings.max_head_bytes, reuse_address=True, backlog=256)
         sock = self._server.sockets[0]
         self.port = sock.getsockname()[1]
         self.bind_error = None
@@ -179,10 +207,16 @@ class WebServer:
         try:
             await self._serve(reader, writer, peer)
         except (ConnectionError, TimeoutError):
-            pass
+            # a peer that reset, or does not read what it asked for: let go of the socket
+            # now (close() would wait for the unsent bytes forever)
+            writer.transport.abort()
+        except Exception as exc:  # a bug: one short log line, the connection dropped
+            log.error("web: connection from %s failed: %s: %s", peer, type(exc).__name__, exc)
+            writer.transport.abort()
         finally:
             self._writers.discard(writer)
-            writer.close()
+            if not writer.transport.is_closing():
+                writer.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                      peer: str) -> None:
@@ -230,6 +264,7 @@ class WebServer:
 
     async def _respond(self, request: Request, route: Route | None) -> Response:
         try:
+            self.policy.check_host(request)
             if route is None:
                 return self._fallback(request)
             if route.access == "write":
@@ -259,6 +294,7 @@ class WebServer:
     async def _stream(self, request: Request, reader: asyncio.StreamReader,
                       writer: asyncio.StreamWriter) -> None:
         try:
+            self.policy.check_host(request)
             self.policy.check_read(request)
             if self.hub.full:
                 raise HttpError(503, "busy", f"{self.hub.max_streams} stream clients already "
@@ -268,9 +304,10 @@ class WebServer:
             return
         backlog: list[bytes] = []
         last_id = request.headers.get("last-event-id", "")
-        if last_id.isdigit():
+        if is_small_decimal(last_id):
             for entry in self.appliance.action_events.since(int(last_id), ACTION_BACKLOG):
-                backlog.append(sse_frame("action", entry.to_dict(), entry.seq))
+                if entry.seq <= self._action_seq:  # newer ones come with the next broadcast
+                    backlog.append(sse_frame("action", entry.to_dict(), entry.seq))
         sock = writer.get_extra_info("socket")
         if sock is not None:  # bound the kernel's share too: a stalled reader is found sooner
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SNDBUF)
@@ -284,34 +321,44 @@ class WebServer:
                     break
         finally:
             self.hub.remove(client)
+            writer.transport.abort()  # whatever it did not read is not worth waiting for
 
     # --------------------------------------------------------------- periodic tasks
-    async def _sample_results(self) -> None:
-        state = self.appliance.analyzer.state
-        last_updates = -1
-        events = self.appliance.action_events
+    async def _every(self, period_s: float, step: Callable[[], None]) -> None:
+        """Run ``step`` every ``period_s``; an exception is logged (at most once a minute per
+        task) and the task goes on: a bug must not freeze the stream silently."""
+        last_logged = -math.inf
         while True:
-            await asyncio.sleep(self.settings.stream_interval_s)
+            try:
+                step()
+            except Exception:
+                if time.monotonic() - last_logged > 60.0:
+                    last_logged = time.monotonic()
+                    log.exception("web: periodic %s failed (going on)", step.__name__)
+            await asyncio.sleep(period_s)
+
+    def _sample_trend(self) -> None:
+        self.trends.sample(self.appliance.analyzer.state.snapshot())
+
+    def _stream_results(self) -> None:
+        state = self.appliance.analyzer.state
+        if state.updates != self._results_updates:
             snapshot = state.snapshot()
-            self.trends.sample(snapshot)
-            if state.updates != last_updates and snapshot:
-                last_updates = state.updates
-                now = time.time()
+            if snapshot:
+                self._results_updates = state.updates
                 self.hub.broadcast(sse_frame("results", {
-                    "timestamp": now,
+                    "timestamp": time.time(),
                     "results": {k: r.to_dict() for k, r in snapshot.items()}}),
                     kind="results")
-            for entry in events.since(self._action_seq, ACTION_BACKLOG):
-                self._action_seq = entry.seq
-                self.hub.broadcast(sse_frame("action", entry.to_dict(), entry.seq))
+        for entry in self.appliance.action_events.since(self._action_seq, ACTION_BACKLOG):
+            self._action_seq = entry.seq
+            self.hub.broadcast(sse_frame("action", entry.to_dict(), entry.seq))
 
-    async def _sample_status(self) -> None:
-        while True:
-            self.rates.sample()
-            self.process.sample()
-            if self.hub.clients:
-                self.hub.broadcast(self._status_frame(), kind="status")
-            await asyncio.sleep(self.settings.status_interval_s)
+    def _stream_status(self) -> None:
+        self.rates.sample()
+        self.process.sample()
+        if self.hub.clients:
+            self.hub.broadcast(self._status_frame(), kind="status")
 
     def _status_frame(self) -> bytes:
         """The ``status`` stream event: the status plus every action and output."""
@@ -322,10 +369,8 @@ class WebServer:
         self._status_built = time.monotonic()
         return sse_frame("status", payload)
 
-    async def _keepalive(self) -> None:
-        while True:
-            await asyncio.sleep(KEEPALIVE_S)
-            self.hub.broadcast(KEEPALIVE)
+    def _keepalive(self) -> None:
+        self.hub.broadcast(KEEPALIVE)
 
     # ------------------------------------------------------------------------ status
     def web_status(self) -> dict[str, Any]:

@@ -21,11 +21,15 @@ class WebSettings(StrictModel):
         "private/link-local addresses")
     token: str | None = Field(None, description="bearer token for write operations; "
                               "unset or empty: writes are disabled")
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="extra host names browsers may use (besides "
+        "addresses, localhost and this machine's host name): a DNS name of the appliance")
     max_connections: int = Field(300, ge=4, le=10_000)
     max_streams: int = Field(250, ge=1, le=10_000)
     max_head_bytes: int = Field(16384, ge=1024, le=1_048_576)
     max_body_bytes: int = Field(16384, ge=256, le=1_048_576)
-    request_timeout_s: float = Field(10.0, gt=0, le=300)
+    request_timeout_s: float = Field(10.0, gt=0, le=300, description="a request must "
+                                     "arrive, and its answer be taken, within this")
     idle_timeout_s: float = Field(30.0, gt=0, le=3600)
     stream_interval_s: float = Field(0.25, ge=0.05, le=10,
                                      description="results events at most this often")

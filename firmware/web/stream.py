@@ -10,9 +10,10 @@ and, with ``Last-Event-ID``, the action events they missed.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
+
+from firmware.web.http import dumps
 
 log = logging.getLogger("pafw.web")
 
@@ -25,7 +26,7 @@ KEEPALIVE = b": keep-alive\n\n"
 
 def sse_frame(event: str, payload: Any, event_id: int | None = None) -> bytes:
     """One SSE event: ``event:``, optional ``id:`` and the JSON payload on one data line."""
-    data = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    data = dumps(payload)
     head = f"id: {event_id}\n" if event_id is not None else ""
     return f"{head}event: {event}\ndata: {data}\n\n".encode()
 

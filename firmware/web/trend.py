@@ -72,7 +72,7 @@ class NodeTrend:
             head = rows[rows.shape[0] - n:].reshape(-1, group, 4)
             rows = np.column_stack([head[:, :, 0].mean(axis=1), head[:, :, 1].mean(axis=1),
                                     head[:, :, 2].min(axis=1), head[:, :, 3].max(axis=1)])
-        return float(group), [[round(float(v), 6) for v in row] for row in rows]
+        return float(group), np.round(rows, 6).tolist()
 
 
 class TrendRecorder:

@@ -152,7 +152,7 @@ def read_stream_events(rig: WebRig, wanted: set[str], *, limit_s: float = 10.0,
     """Read the SSE stream until every event name in ``wanted`` arrived."""
     events: dict[str, list[Any]] = {}
     with socket.create_connection(("127.0.0.1", rig.port), timeout=limit_s) as sock:
-        sock.sendall(f"GET /api/v1/stream HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
+        sock.sendall(f"GET /api/v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode())
         buffer = b""
         while not wanted <= set(events):
             chunk = sock.recv(65536)
@@ -200,3 +200,47 @@ def test_static_dashboard_is_served_with_a_strict_policy(rig: WebRig) -> None:
     assert again.status == 304 and again.body == b""
     assert rig.get("/static/../runtime.py").status == 404
     assert rig.get("/static/%2e%2e/default_config.yaml").status == 404
+
+
+def read_stream_for(rig: WebRig, seconds: float, headers: str = "") -> list[tuple[str, Any]]:
+    """Every (event, data) of the stream during ``seconds``."""
+    import time
+
+    got: list[tuple[str, Any]] = []
+    end = time.monotonic() + seconds
+    with socket.create_connection(("127.0.0.1", rig.port), timeout=seconds + 5) as sock:
+        sock.sendall(f"GET /api/v1/stream HTTP/1.1\r\n{headers}\r\n".encode())
+        buffer = b""
+        while time.monotonic() < end:
+            sock.settimeout(max(0.05, end - time.monotonic()))
+            try:
+                buffer += sock.recv(65536)
+            except TimeoutError:
+                break
+        for block in buffer.split(b"\n\n"):
+            lines = block.decode().split("\n")
+            name = next((ln[7:] for ln in lines if ln.startswith("event: ")), None)
+            data = next((json.loads(ln[6:]) for ln in lines if ln.startswith("data: ")), None)
+            if name is not None:
+                got.append((name, data))
+    return got
+
+
+def test_a_replay_after_reconnection_sends_each_action_event_once(rig: WebRig) -> None:
+    for verb in ("disable", "enable", "disable", "enable"):
+        assert rig.post(f"/api/v1/actions/status_led/{verb}", token=TOKEN).status == 200
+    seqs = [d["seq"] for name, d in read_stream_for(rig, 1.5, "Last-Event-ID: 0\r\n")
+            if name == "action"]
+    assert len(seqs) >= 4
+    assert len(seqs) == len(set(seqs)), seqs
+
+
+def test_a_failing_periodic_step_is_logged_and_the_stream_goes_on(
+        rig: WebRig, caplog: pytest.LogCaptureFixture) -> None:
+    def broken(_snapshot: Any) -> None:
+        raise RuntimeError("injected")
+
+    rig.server.trends.sample = broken  # type: ignore[method-assign]
+    events = [name for name, _ in read_stream_for(rig, 1.5)]
+    assert events.count("results") >= 3
+    assert "periodic _sample_trend failed" in caplog.text

@@ -80,7 +80,9 @@ def test_reads_are_open_to_loopback(rig: WebRig) -> None:
     ("::ffff:127.0.0.1", "loopback"), ("192.168.1.20", "lan"), ("10.1.2.3", "lan"),
     ("172.16.0.9", "lan"), ("169.254.3.4", "lan"), ("fe80::1%eth0", "lan"), ("fd00::5", "lan"),
     ("::ffff:192.168.0.7", "lan"), ("8.8.8.8", "public"), ("2001:4860::1", "public"),
-    ("garbage", "public")])
+    # what Python calls private but is no LAN: Teredo, benchmarking, reserved, documentation
+    ("2001:0::1", "public"), ("198.18.0.1", "public"), ("240.0.0.1", "public"),
+    ("2001:db8::1", "public"), ("0.0.0.0", "public"), ("garbage", "public")])
 def test_client_networks(peer: str, network: str) -> None:
     assert client_network(peer) == network
 

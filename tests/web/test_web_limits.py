@@ -4,6 +4,7 @@ memory stays bounded, and the DSP loop and other clients carry on."""
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from typing import Any
@@ -71,7 +72,7 @@ def test_a_silent_connection_is_closed(rig: WebRig) -> None:
 def test_keep_alive_serves_several_requests_then_idles_out(rig: WebRig) -> None:
     sock = connect(rig)
     for _ in range(3):
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost:8080\r\n\r\n")
         head = sock.recv(65536)
         assert head.startswith(b"HTTP/1.1 200") and b"Connection: keep-alive" in head
     sock.settimeout(5)
@@ -179,3 +180,80 @@ def test_head_requests_get_heads_only(rig: WebRig) -> None:
         head, _, body = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200"), (path, head)
         assert body == b"", path
+
+
+@pytest.mark.parametrize("raw", [
+    b"POST /api/v1/actions/mqtt/enable HTTP/1.1\r\nContent-Length: \xc2\xb2\r\n\r\n",
+    b"POST /api/v1/actions/mqtt/enable HTTP/1.1\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n",
+    b"GET /api/v1/status?" + b"&".join(b"k%d=v" % i for i in range(40)) + b" HTTP/1.1\r\n\r\n",
+    b"GET //[x HTTP/1.1\r\n\r\n",
+])
+def test_odd_numbers_and_targets_get_400_not_a_crash(rig: WebRig, raw: bytes,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    sock = connect(rig)
+    sock.sendall(raw)
+    assert read_all(sock).startswith(b"HTTP/1.1 400")
+    assert "Traceback" not in caplog.text and "failed" not in caplog.text
+
+
+def test_a_huge_last_event_id_is_ignored(rig: WebRig) -> None:
+    sock = connect(rig)
+    sock.sendall(b"GET /api/v1/stream HTTP/1.1\r\nLast-Event-ID: " + b"7" * 5000 + b"\r\n\r\n")
+    assert sock.recv(100).startswith(b"HTTP/1.1 200")
+    sock.close()
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_client_that_never_reads_its_answers_is_let_go(rig: WebRig) -> None:
+    """Pipelined requests whose answers are never read: once the answer is not taken within
+    request_timeout_s the connection is dropped, its socket closed (no descriptor kept)."""
+    rig.wait_for(lambda: rig.server.web_status()["connections"] == 0, what="no connection")
+    baseline = open_fds()
+    hogs = []
+    for _ in range(5):
+        sock = connect(rig, rcvbuf=4096)
+        sock.sendall(b"GET /api/v1/openapi.json HTTP/1.1\r\n\r\n" * 200)
+        hogs.append(sock)
+    rig.wait_for(lambda: rig.server.web_status()["connections"] == 5, what="5 connections")
+    rig.wait_for(lambda: rig.server.web_status()["connections"] == 0, timeout=20,
+                 what="the server letting go of clients that do not read")
+    # our 5 client sockets are still open here: the server's 5 must be gone
+    rig.wait_for(lambda: open_fds() <= baseline + 5, what="the server's sockets closed")
+    for sock in hogs:
+        sock.close()
+
+
+def test_ipv6_any_serves_ipv4_too(make_rig: Any) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    try:
+        probe = socket.socket(socket.AF_INET6)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    rig = make_rig(bind="::")
+    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        with socket.socket(family) as sock:
+            sock.settimeout(5)
+            sock.connect((host, rig.port))
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+            assert read_all(sock).startswith(b"HTTP/1.1 200"), host
+
+
+@pytest.mark.parametrize(("host", "status"), [
+    ("127.0.0.1:8080", 200), ("localhost", 200), ("[::1]:8080", 200), ("192.168.1.9", 200),
+    ("analyzer.plant.example", 200), ("attacker.example", 403), ("attacker.example:80", 403),
+])
+def test_host_headers_must_name_this_appliance(make_rig: Any, host: str, status: int) -> None:
+    rig = make_rig(allowed_hosts=["Analyzer.Plant.example"])
+    answer = rig.get("/api/v1/status", headers={"Host": host})
+    assert answer.status == status, answer.body
+    if status == 403:
+        assert answer.body["error"]["code"] == "host_not_allowed"
+        stream = connect(rig)
+        stream.sendall(f"GET /api/v1/stream HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        assert read_all(stream).startswith(b"HTTP/1.1 403")

@@ -174,3 +174,74 @@ def test_only_python_actions_reload(make_rig: Any, action_id: str) -> None:
     rig = make_rig()
     answer = rig.post(f"/api/v1/actions/{action_id}/reload", token=TOKEN)
     assert answer.status == 409 and "only python_action" in answer.body["error"]["message"]
+
+
+def test_no_test_pulse_while_an_alarm_waits_for_min_off(make_rig: Any) -> None:
+    """The alarm's switch-on waits out min_off_s: the relay is off but about to be held on,
+    and a test pulse must not replace that switch-on."""
+    def slow_relay(data: dict[str, Any]) -> None:
+        alarm_profile(data)
+        data["hal"]["relays"]["alarm"]["min_off_s"] = 6.0
+
+    rig = make_rig(slow_relay)
+    handler = next(h for h in rig.appliance.handlers if h.node_id == "alarm_relay")
+    rig.wait_for(lambda: handler.held, timeout=20, what="the alarm holding the relay")
+    assert relay_state(rig) == "off"  # still waiting for min_off_s
+    answer = rig.post("/api/v1/relays/alarm/pulse", {"seconds": 0.2}, token=TOKEN)
+    assert answer.status == 409 and "held on by alarm_relay" in answer.body["error"]["message"]
+    rig.wait_for(lambda: relay_state(rig) == "on", timeout=10, what="the held relay on")
+
+
+def test_a_held_relay_switched_off_behind_the_actions_back_comes_back_on(
+        make_rig: Any) -> None:
+    rig = make_rig(alarm_profile)
+    rig.wait_for(lambda: relay_state(rig) == "on", timeout=20, what="the alarm relay on")
+    rig.appliance.hal.relay("alarm").off()  # e.g. a script with the relay granted
+    rig.wait_for(lambda: relay_state(rig) == "on", timeout=5, what="the relay on again")
+
+
+def test_concurrent_enable_disable_keep_the_saved_state_consistent(make_rig: Any) -> None:
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    rig = make_rig()
+    ids = ["alarm_relay", "status_led"]
+
+    def flip(i: int) -> int:
+        verb = "disable" if i % 2 else "enable"
+        return rig.post(f"/api/v1/actions/{ids[i % 2]}/{verb}", token=TOKEN).status
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(flip, range(60))) == {200}
+    saved = json.loads((Path(rig.appliance.analyzer.state_dir) / "operator.json").read_text())
+    assert saved["disabled"] == sorted(h.node_id for h in rig.appliance.handlers
+                                       if not h.enabled)
+    leftovers = list(Path(rig.appliance.analyzer.state_dir).glob(".operator.json.*"))
+    assert leftovers == []
+
+
+NAN_STATUS = '''
+class Nan:
+    def __init__(self, config):
+        pass
+
+    def on_trigger(self, trigger_type, data):
+        return True
+
+    def get_status(self):
+        return {"mean_ppm": float("nan"), "peak": float("inf")}
+'''
+
+
+def test_a_scripts_nan_status_is_served_as_null(make_rig: Any,
+                                                state_env: dict[str, str]) -> None:
+    scripts = Path(state_env["PAFW_SCRIPTS_DIR"])
+    change = python_action(scripts)
+    (scripts / "counter.py").write_text(NAN_STATUS.replace("class Nan", "class Counter"))
+    rig = make_rig(change)
+    rig.wait_for(lambda: rig.appliance.handlers[-1].script_status is not None, timeout=20,
+                 what="the script's status")
+    answer = rig.get("/api/v1/actions/counter")
+    assert answer.status == 200
+    assert answer.body["details"]["script_status"] == {"mean_ppm": None, "peak": None}
+    assert rig.get("/api/v1/actions").status == 200

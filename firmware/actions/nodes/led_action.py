@@ -1,5 +1,6 @@
-"""led_action: a status LED: heartbeat while healthy, fast blink on alarm, slow blink once the
-alarm is acknowledged, solid on fault, off while an operator disabled the action."""
+"""led_action: a status LED: heartbeat while healthy, fast blink on alarm, a short flash every
+2 s once the alarm is acknowledged, solid on fault, off while an operator disabled the
+action."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from firmware.errors import ActionError
 if TYPE_CHECKING:
     from firmware.config_models import Config
 
-#: on and off time of the blink of an acknowledged alarm
-ACKNOWLEDGED_BLINK_S = 0.5
+#: an acknowledged alarm: a short flash every 2 s, unlike any (symmetric) alarm blink
+ACKNOWLEDGED_FLASH_ON_S = 0.1
+ACKNOWLEDGED_FLASH_OFF_S = 1.9
 
 Pattern = Literal["heartbeat", "alarm", "acknowledged", "fault", "off"]
 
@@ -70,7 +72,7 @@ class LedAction(ActionHandler):
         elif wanted == "alarm":
             self.led.blink(self.params.alarm_blink_s, self.params.alarm_blink_s)
         elif wanted == "acknowledged":
-            self.led.blink(ACKNOWLEDGED_BLINK_S, ACKNOWLEDGED_BLINK_S)
+            self.led.blink(ACKNOWLEDGED_FLASH_ON_S, ACKNOWLEDGED_FLASH_OFF_S)
         elif wanted == "off":
             self.led.off()
         else:

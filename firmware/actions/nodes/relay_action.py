@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
@@ -14,6 +15,8 @@ from firmware.errors import ActionError
 
 if TYPE_CHECKING:
     from firmware.config_models import Config
+
+log = logging.getLogger("pafw.actions")
 
 
 class RelayActionParams(ActionParams):
@@ -48,7 +51,9 @@ class RelayAction(ActionHandler):
         if ctx.hal is None:
             raise ActionError(f"node {node.node_id!r} (relay_action): no HAL configured")
         self.relay = ctx.hal.relay(self.params.relay)
-        self._held = False
+        #: hold mode: the relay was asked to stay on by this action
+        self.held = False
+        self._hold_lock = asyncio.Lock()
 
     async def start(self) -> None:
         self._publish()
@@ -64,11 +69,25 @@ class RelayAction(ActionHandler):
 
     async def _hold(self) -> None:
         """Hold mode: on while an unacknowledged trigger is active and the action enabled.
-        Only a change is requested (a repeated request would restart the HAL's timers)."""
-        wanted = self.enabled and bool(self.unacknowledged_active)
-        if wanted != self._held:
-            self._held = wanted
-            await asyncio.to_thread(self.relay.on if wanted else self.relay.off)
+        Only a change is requested (a repeated request would restart the HAL's timers);
+        one change at a time, and ``held`` records a request the HAL accepted."""
+        async with self._hold_lock:
+            wanted = self.enabled and bool(self.unacknowledged_active)
+            if wanted != self.held:
+                await asyncio.to_thread(self.relay.on if wanted else self.relay.off)
+                self.held = wanted
+
+    async def on_tick(self, now: float) -> None:
+        """Hold mode: a relay that should be held but is neither on nor about to switch on
+        (something else switched it off) is switched on again."""
+        if self.params.mode != "hold" or not self.held or self._hold_lock.locked():
+            return
+        status = self.relay.get_status()
+        if status["state"] == "off" and status["pending"] != "on":
+            log.warning("relay %s should be held on by %s: switching it on again",
+                        self.params.relay, self.node_id)
+            await asyncio.to_thread(self.relay.on)
+            self._publish()
 
     async def apply_operator_state(self) -> None:
         if self.params.mode == "hold":
