@@ -2,7 +2,8 @@
 
 The DSP thread offers the magnitudes it computed anyway; the tap copies them into a
 preallocated buffer (no allocation, a few hundred bytes) only while a reader asked for them in
-the last ``interest_s`` seconds, so nobody watching costs one comparison per frame. Readers on
+the last ``interest_s`` seconds (the node compares its frame's monotonic capture time with
+``wanted_until``), so nobody watching costs one comparison per frame. Readers on
 other threads get a consistent copy under a lock the DSP thread holds for that copy only.
 """
 
@@ -51,10 +52,14 @@ class SpectrumTap:
         self._timestamp = math.nan
         self._lock = threading.Lock()
 
+    @property
+    def wanted_until(self) -> float:
+        """Monotonic time until which someone wants copies (-inf: nobody asked yet). The DSP
+        thread compares its frame's capture time with it before calling ``offer``."""
+        return self._wanted_until
+
     def offer(self, sequence: int, timestamp: float) -> None:
-        """DSP thread, after the magnitudes were computed: copy them if someone is looking."""
-        if time.monotonic() > self._wanted_until:
-            return
+        """DSP thread, after the magnitudes were computed: copy them."""
         with self._lock:
             np.copyto(self._buffer, self._source)
             self._sequence = sequence

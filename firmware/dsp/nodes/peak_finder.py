@@ -87,7 +87,8 @@ class PeakFinderNode(Node):
     def process(self, signal: np.ndarray, frame: Frame) -> np.ndarray:
         peak = self._finder.process(signal[self._row])
         self.detections += peak.detected
-        self.spectrum_tap.offer(frame.sequence, frame.wall_time)
+        if frame.timestamp <= self.spectrum_tap.wanted_until:  # someone looks at it
+            self.spectrum_tap.offer(frame.sequence, frame.wall_time)
         self._state.publish(
             ComputingResult(
                 node_id=self.node_id,
