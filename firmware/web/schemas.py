@@ -371,6 +371,14 @@ class ResultsEvent(Shape):
     results: dict[str, Result]
 
 
+class StatusEvent(ApplianceStatus):
+    """Stream event ``status``: the appliance status, every action (``details`` empty) and
+    the outputs."""
+
+    actions: list[ActionSummary]
+    outputs: OutputsResponse
+
+
 class ActionEvent(Shape):
     """Stream event ``action``: a trigger, clear, repeat, outcome or an operator's change."""
 
@@ -387,5 +395,5 @@ DOCUMENTED: tuple[type[BaseModel], ...] = (
     ErrorResponse, ApplianceStatus, ResultsResponse, GraphResponse, ActionsResponse,
     ActionSummary, HistoryResponse, OutputsResponse, SpectrumResponse, TrendResponse,
     AcknowledgeResponse, AcknowledgeAllResponse, PulseRequest, PulseResponse, ReloadResponse,
-    Health, ResultsEvent, ActionEvent,
+    Health, ResultsEvent, StatusEvent, ActionEvent,
 )
