@@ -167,8 +167,10 @@ class WorkerSupervisor:
                 self.state = previous
                 self.logger.error("python action %s: reload failed, previous version kept: %s",
                                   new_spec.node_id, exc)
-                raise ReloadError(f"reload of {new_spec.script_path} failed; the previous "
-                                  f"version keeps running: {exc}", info=exc.info) from exc
+                # the error names the file with its full path already
+                raise ReloadError(f"reload of {new_spec.script_path.name} failed; the "
+                                  f"previous version keeps running: {exc}",
+                                  info=exc.info) from exc
             if self._restart_task is not None:
                 self._restart_task.cancel()
             old, self.spec = self._worker, new_spec
