@@ -96,6 +96,8 @@ def test_led_heartbeat_alarm_blink_then_solid_fault_when_data_stops(make_doc):
         run_frames(appliance, 3 * STEP_FRAMES)  # then no more data
         assert wait_until(lambda: led.pattern == "fault", timeout=5)
         assert appliance.hal.led("status").pattern == "on"
+        # the recorder samples every 2 ms: let it see the fault before it stops
+        assert wait_until(lambda: patterns[-1] == "fault", timeout=5)
     finally:
         stop.set()
         appliance.stop()
