@@ -45,9 +45,9 @@ def run_frames(appliance: Appliance, frames: int) -> None:
     """The DSP loop in this thread, the control loop in its own, in lockstep: each frame's
     results are taken by the control loop before the next frame (so none is coalesced and
     the scenario does not depend on how fast this machine is)."""
-    appliance.control.start()
     analyzer = appliance.analyzer
-    analyzer.warm_up()
+    analyzer.warm_up()  # first: a cold compile must not count as a data timeout
+    appliance.control.start()
     analyzer.source.open()
     feed = appliance.feed
     for _ in range(frames):
