@@ -1837,6 +1837,20 @@ function checkStream() {
 
 const whenDown = () => !app.streamUp;
 
+/** A poller that, while the stream is down, fetches `API/<name>` and hands it to `render`. */
+function fallbackPoller(name, render) {
+  return new Poller({
+    name,
+    interval: FALLBACK_POLL_MS,
+    when: whenDown,
+    run: async () => {
+      const r = await api(`${API}/${name}`);
+      if (r.ok && obj(r.data)) render(r.data);
+      return r.ok;
+    },
+  });
+}
+
 const pollers = {
   status: new Poller({
     name: 'status',
@@ -1852,36 +1866,9 @@ const pollers = {
       return false;
     },
   }),
-  actions: new Poller({
-    name: 'actions',
-    interval: FALLBACK_POLL_MS,
-    when: whenDown,
-    run: async () => {
-      const r = await api(`${API}/actions`);
-      if (r.ok && obj(r.data)) renderActions(r.data.actions);
-      return r.ok;
-    },
-  }),
-  outputs: new Poller({
-    name: 'outputs',
-    interval: FALLBACK_POLL_MS,
-    when: whenDown,
-    run: async () => {
-      const r = await api(`${API}/outputs`);
-      if (r.ok && obj(r.data)) renderOutputs(r.data);
-      return r.ok;
-    },
-  }),
-  results: new Poller({
-    name: 'results',
-    interval: FALLBACK_POLL_MS,
-    when: whenDown,
-    run: async () => {
-      const r = await api(`${API}/results`);
-      if (r.ok && obj(r.data)) handleResults(r.data);
-      return r.ok;
-    },
-  }),
+  actions: fallbackPoller('actions', (d) => renderActions(d.actions)),
+  outputs: fallbackPoller('outputs', renderOutputs),
+  results: fallbackPoller('results', handleResults),
   spectrum: new Poller({ name: 'spectrum', interval: SPECTRUM_POLL_MS, run: pollSpectrum }),
   graph: new Poller({
     name: 'graph',
