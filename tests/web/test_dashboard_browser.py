@@ -384,3 +384,30 @@ def test_a_phone_gets_no_horizontal_scroll(browser: Browser, boards: list[Dashbo
         assert box["y"] + box["height"] <= height, f"the value is below the fold: {box}"
         board.screenshot(f"phone-{width}.png")
         board.assert_clean()
+
+
+def test_the_page_rides_out_a_server_restart(browser: Browser, boards: list[Dashboard],
+                                             make_rig: Any) -> None:
+    """The web server goes away (the analyzer keeps measuring) and comes back on the same
+    port: the page says so, keeps the last values, and reconnects by itself."""
+    from firmware.web.server import WebServer
+
+    rig = make_rig()
+    wait_for_data(rig)
+    board = open_board(browser, boards, rig)
+    port = rig.port
+    rig.server.stop()
+    board.wait(attr_is("#connection", "connected", "false"), "the page noticing the loss")
+    assert board.value() is not None  # the last value stays on screen
+    settings = rig.appliance.doc.config.web.model_copy(update={"port": port})
+    rig.server = WebServer(rig.appliance, settings, rig.appliance.operations)
+    rig.server.start()
+    assert rig.server.port == port, rig.server.bind_error
+    board.wait(attr_is("#connection", "connected", "true"), "the page reconnected",
+               timeout=45)
+    before = board.value()
+    board.wait(f"() => document.querySelector('#current-value').textContent !== "
+               f"{json.dumps(board.page.locator('#current-value').text_content())}",
+               "a new value after the reconnection")
+    assert before is not None
+    assert not board.page_errors, board.page_errors
