@@ -10,9 +10,30 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as plain JSON types: NaN/inf -> None, numpy -> Python, unknown -> str."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_safe(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    tolist = getattr(value, "tolist", None)  # numpy scalars and arrays
+    if callable(tolist):
+        try:
+            return json_safe(tolist())
+        except Exception:  # a failing tolist(): fall back to str below
+            pass
+    return str(value)
 
 
 def iso_utc(epoch_s: float) -> str:

@@ -8,11 +8,12 @@ judge freshness from ``written_at`` and whether ``pid`` still runs.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from pathlib import Path
 from typing import Any
+
+from firmware.state import json_safe
 
 SNAPSHOT_NAME = "status.json"
 
@@ -22,22 +23,10 @@ def snapshot_path(state_dir: Path) -> Path:
     return state_dir / SNAPSHOT_NAME
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
-
-
 def write_snapshot(path: Path, status: dict[str, Any], *, state: str) -> None:
     """Write ``status`` plus ``state``, ``pid`` and ``written_at`` atomically."""
     payload = {"state": state, "pid": os.getpid(), "written_at": time.time(),
-               **_json_safe(status)}
+               **json_safe(status)}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(payload, separators=(",", ":")), encoding="utf-8")

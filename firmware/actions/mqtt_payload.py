@@ -11,31 +11,11 @@ import json
 import math
 import time
 from collections.abc import Mapping
-from datetime import date, datetime
 from typing import Any
 
-from firmware.state import iso_utc
+from firmware.state import iso_utc, json_safe
 
-
-def json_safe(value: Any) -> Any:
-    """``value`` as plain JSON types: NaN/inf -> None, numpy -> Python, unknown -> str."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is None or isinstance(value, str | bool | int):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [json_safe(v) for v in value]
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    tolist = getattr(value, "tolist", None)  # numpy scalars and arrays
-    if callable(tolist):
-        try:
-            return json_safe(tolist())
-        except Exception:  # a failing tolist(): fall back to str below
-            pass
-    return str(value)
+__all__ = ["encode_json", "json_safe", "stamped"]
 
 
 def encode_json(value: Any) -> bytes:

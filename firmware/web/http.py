@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from firmware.state import json_safe
 
 REASONS = {
     200: "OK", 202: "Accepted", 204: "No Content", 304: "Not Modified", 400: "Bad Request",
@@ -111,23 +112,12 @@ class Response:
         return head if head_only else head + self.body
 
 
-def finite_json(value: Any) -> Any:
-    """``value`` with every non-finite float replaced by None (JSON has no NaN)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite_json(v) for v in value]
-    return value
-
-
 def dumps(payload: Any) -> str:
     """Compact JSON; NaN and infinities become null (a script's get_status may hold them)."""
     try:
         return json.dumps(payload, separators=(",", ":"), allow_nan=False)
     except ValueError:
-        return json.dumps(finite_json(payload), separators=(",", ":"), allow_nan=False)
+        return json.dumps(json_safe(payload), separators=(",", ":"), allow_nan=False)
 
 
 def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
