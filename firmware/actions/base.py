@@ -14,6 +14,7 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -117,6 +118,15 @@ class ActionContext:
 
 
 LATENCY_SAMPLES = 256
+
+
+def latency_summary(seconds: Collection[float]) -> dict[str, Any]:
+    """count and p50/p95/p99 in milliseconds of a ring of latencies."""
+    if not seconds:
+        return {"count": 0, "p50": None, "p95": None, "p99": None}
+    p50, p95, p99 = np.percentile(np.asarray(seconds) * 1e3, [50, 95, 99])
+    return {"count": len(seconds), "p50": round(float(p50), 3), "p95": round(float(p95), 3),
+            "p99": round(float(p99), 3)}
 
 
 class ActionHandler:

@@ -11,7 +11,7 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
-from firmware.actions.base import ActionHandler
+from firmware.actions.base import ActionHandler, latency_summary
 from firmware.actions.nodes.led_action import LedAction
 from firmware.actions.nodes.python_action import PythonAction
 from firmware.actions.nodes.relay_action import RelayAction
@@ -96,17 +96,6 @@ def _outputs(handler: ActionHandler) -> dict[str, str]:
     return {}
 
 
-def _latency(handler: ActionHandler) -> dict[str, Any]:
-    samples = sorted(handler.latency_s)
-    if not samples:
-        return {"count": 0, "p50": None, "p95": None, "p99": None}
-
-    def pick(q: float) -> float:
-        return round(samples[min(len(samples) - 1, int(q * len(samples)))] * 1e3, 3)
-
-    return {"count": len(samples), "p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99)}
-
-
 def _last_trigger(handler: ActionHandler) -> dict[str, Any] | None:
     event = handler.last_event
     if event is None:
@@ -146,7 +135,7 @@ def action_summary(handler: ActionHandler, *, details: bool = True) -> dict[str,
                      "successes": handler.successes, "failures": handler.failures,
                      "suppressed": handler.suppressed, "event_drops": handler.event_drops},
         "last_trigger": _last_trigger(handler), "last_error": _error(handler),
-        "latency_ms": _latency(handler), "thresholds": thresholds(handler),
+        "latency_ms": latency_summary(handler.latency_s), "thresholds": thresholds(handler),
         "outputs": _outputs(handler), "script": _script(handler),
         "details": handler.get_status() if details else {},
     }

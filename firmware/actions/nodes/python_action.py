@@ -16,10 +16,15 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from pydantic import Field, model_validator
 
-from firmware.actions.base import ActionContext, ActionHandler, ActionNode, ActionParams
+from firmware.actions.base import (
+    ActionContext,
+    ActionHandler,
+    ActionNode,
+    ActionParams,
+    latency_summary,
+)
 from firmware.actions.python.host import WorkerSpec
 from firmware.actions.python.imports import ImportPolicy
 from firmware.actions.python.supervisor import WorkerSupervisor
@@ -268,15 +273,6 @@ class PythonAction(ActionHandler):
             "trigger_latency_ms": latency_summary(self.trigger_latency_s),
             "checked_at": round(time.time(), 3),
         }
-
-
-def latency_summary(seconds: deque[float]) -> dict[str, Any]:
-    """count and p50/p95/p99 in milliseconds of a ring of latencies."""
-    if not seconds:
-        return {"count": 0, "p50": None, "p95": None, "p99": None}
-    p50, p95, p99 = np.percentile(np.asarray(seconds) * 1e3, [50, 95, 99])
-    return {"count": len(seconds), "p50": round(float(p50), 3), "p95": round(float(p95), 3),
-            "p99": round(float(p99), 3)}
 
 
 @register
