@@ -14,6 +14,7 @@ import time
 from types import FrameType
 
 from firmware.config import ConfigDocument
+from firmware.rates import RateSampler
 from firmware.runtime import Appliance
 from firmware.sdnotify import Notifier
 from firmware.status_file import snapshot_path, write_snapshot
@@ -82,8 +83,8 @@ class Service:
         # wake often enough to ping a systemd watchdog three times per period
         tick = min(interval, 0.5, (self.notifier.watchdog_s or 1.5) / 3)
         deadline = None if duration_s is None else time.monotonic() + duration_s
-        last_t, last_frames, last_cpu = time.monotonic(), 0, 0.0
-        next_status = last_t + interval
+        rates = RateSampler(analyzer, min_interval_s=0.0)  # every status line samples
+        next_status = time.monotonic() + interval
         watched_frames = -1
         try:
             while not self._stop.is_set() and not analyzer.finished.is_set():
@@ -102,19 +103,17 @@ class Service:
                 if now < next_status:
                     continue
                 next_status = now + interval
-                frames, cpu = analyzer.frames, analyzer.dsp_cpu_s
-                elapsed = max(now - last_t, 1e-9)
+                rates.sample()
                 frame = analyzer.last_frame
                 line = status_line(
                     analyzer.latest_results(),
                     truth_ppm=frame.truth_ppm if frame is not None else float("nan"),
-                    frames_per_s=(frames - last_frames) / elapsed,
-                    cpu_percent=100.0 * (cpu - last_cpu) / elapsed,
+                    frames_per_s=rates.frames_per_s or 0.0,
+                    cpu_percent=rates.dsp_cpu_percent or 0.0,
                     overruns=analyzer.overruns,
                 )
                 log.info(line)
                 self.notifier.status(line)
-                last_t, last_frames, last_cpu = now, frames, cpu
                 self._write_snapshot("running")
                 if self.appliance.mqtt is not None:
                     self.appliance.mqtt.publish_status(self.appliance.get_status(brief=True))

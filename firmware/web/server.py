@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from firmware.operations import Operations
+from firmware.rates import RateSampler
 from firmware.web import views
 from firmware.web.api import ROUTES, Route
 from firmware.web.auth import AccessPolicy
@@ -77,7 +78,7 @@ class WebServer:
         self.trends = TrendRecorder(settings.trend_hours)
         #: (node, seconds, points) -> (monotonic time, response) of recent trend answers
         self.trend_cache: dict[tuple[str, int, int], tuple[float, Response]] = {}
-        self.rates = views.RateSampler(appliance)
+        self.rates = RateSampler(appliance.analyzer)
         self.process = ProcessSampler()
         self.static = StaticFiles()
         self.openapi_bytes = json.dumps(openapi_document(ROUTES)).encode()

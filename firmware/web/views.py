@@ -19,6 +19,7 @@ from firmware.actions.triggers import DataTimeoutTrigger, ThresholdTrigger
 from firmware.state import iso_utc
 
 if TYPE_CHECKING:
+    from firmware.rates import RateSampler
     from firmware.runtime import Appliance
 
 
@@ -30,31 +31,6 @@ def _finite(value: float | None, digits: int = 6) -> float | None:
     if value is None or not math.isfinite(value):
         return None
     return round(value, digits)
-
-
-class RateSampler:
-    """frames/s, real-time factor and DSP CPU share between two ``sample`` calls."""
-
-    def __init__(self, appliance: Appliance) -> None:
-        self.analyzer = appliance.analyzer
-        self._t = time.monotonic()
-        self._frames = self.analyzer.frames
-        self._cpu = self.analyzer.dsp_cpu_s
-        self.frames_per_s: float | None = None
-        self.realtime_factor: float | None = None
-        self.dsp_cpu_percent: float | None = None
-
-    def sample(self) -> None:
-        now, frames, cpu = time.monotonic(), self.analyzer.frames, self.analyzer.dsp_cpu_s
-        elapsed = now - self._t
-        if elapsed < 0.2:
-            return
-        rate = (frames - self._frames) / elapsed
-        frame_s = self.analyzer.frame_size / self.analyzer.sample_rate
-        self.frames_per_s = round(rate, 3)
-        self.realtime_factor = round(rate * frame_s, 4)
-        self.dsp_cpu_percent = round(100.0 * (cpu - self._cpu) / elapsed, 2)
-        self._t, self._frames, self._cpu = now, frames, cpu
 
 
 # ----------------------------------------------------------------------------- actions
