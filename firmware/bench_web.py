@@ -55,6 +55,7 @@ from firmware.bench_web_load import (
     raise_nofile_limit,
 )
 from firmware.errors import PafwError
+from firmware.web.process_stats import rss_bytes
 
 if TYPE_CHECKING:  # imported when the bench runs, not at `pafw` start
     from firmware.config import ConfigDocument
@@ -157,8 +158,7 @@ def _config(workdir: Path, clients: int) -> ConfigDocument:
 
 
 def _rss_mb() -> float:
-    with open("/proc/self/statm", encoding="ascii") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return (rss_bytes() or 0) / 2**20
 
 
 def _schedstat(path: str | None) -> tuple[float, float] | None:

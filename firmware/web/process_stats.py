@@ -7,7 +7,8 @@ import time
 from typing import Any
 
 
-def _rss_bytes() -> int | None:
+def rss_bytes() -> int | None:
+    """This process's resident set size in bytes (None where /proc cannot tell)."""
     try:
         with open("/proc/self/statm", encoding="ascii") as statm:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -44,5 +45,5 @@ class ProcessSampler:
             load = [round(v, 2) for v in os.getloadavg()]
         except OSError:
             load = []
-        return {"cpu_percent": self.cpu_percent, "rss_bytes": _rss_bytes(),
+        return {"cpu_percent": self.cpu_percent, "rss_bytes": rss_bytes(),
                 "threads": _threads(), "load_average": load}
