@@ -807,20 +807,27 @@ function timeStep(span, width) {
   return steps.find((s) => s >= target) || 86400;
 }
 
+/** The plotting rectangle of a chart canvas (room for the y labels and time/frequency
+ * labels), or null when the canvas is too small to draw in. */
+function plotArea(w, h) {
+  const left = w < 420 ? 46 : 56;
+  const right = w - 12;
+  const top = 20;
+  const bottom = h - 24;
+  const pw = right - left;
+  const ph = bottom - top;
+  return pw < 20 || ph < 20 ? null : { left, right, top, bottom, pw, ph };
+}
+
 function drawTrend() {
   renderTrendMeta();
   const canvas = $('#trend-canvas');
   const c = setupCanvas(canvas);
   if (!c) return;
   const { ctx, w, h } = c;
-  const pad = { l: w < 420 ? 46 : 56, r: 12, t: 20, b: 24 };
-  const left = pad.l;
-  const right = w - pad.r;
-  const top = pad.t;
-  const bottom = h - pad.b;
-  const pw = right - left;
-  const ph = bottom - top;
-  if (pw < 20 || ph < 20) return;
+  const area = plotArea(w, h);
+  if (!area) return;
+  const { left, right, top, bottom, pw, ph } = area;
 
   const pts = trend.points;
   const lastT = pts.length ? pts[pts.length - 1][0] : null;
@@ -1140,14 +1147,9 @@ function drawSpectrum() {
   const d = obj(spectrum.data);
   const series = d ? spectrumSeries(d) : [];
   renderSpectrumMeta(d, series);
-  const pad = { l: w < 420 ? 46 : 56, r: 12, t: 20, b: 24 };
-  const left = pad.l;
-  const right = w - pad.r;
-  const top = pad.t;
-  const bottom = h - pad.b;
-  const pw = right - left;
-  const ph = bottom - top;
-  if (pw < 20 || ph < 20) return;
+  const area = plotArea(w, h);
+  if (!area) return;
+  const { left, right, top, bottom, pw, ph } = area;
   if (!d || series.length < 2) {
     drawMessage(ctx, w / 2, h / 2, spectrum.error || (d ? 'Empty spectrum' : 'Waiting for spectrum…'));
     return;
