@@ -207,8 +207,14 @@ class ScriptsSettings(StrictModel):
     """How customer scripts (python_action nodes) are run."""
 
     worker_user: str | None = Field(
-        "nobody", description="when the appliance runs as root, workers run as this user"
+        "nobody", description="workers run as this user when worker_uid_base is null and "
+                              "the appliance may switch users"
     )
+    worker_uid_base: int | None = Field(
+        1_900_000_000, ge=1000, le=4_294_000_000,
+        description="each action's worker runs as a uid and gid of its own from this base "
+                    "(when the appliance is root or holds CAP_SETUID/CAP_SETGID); null: "
+                    "all workers run as worker_user")
     hot_reload: bool = Field(True, description="reload a script when its file changes")
     debounce_s: float = Field(0.15, gt=0, le=10)
 

@@ -21,7 +21,8 @@ from firmware.actions.event_log import ActionEventLog
 from firmware.actions.feed import ResultFeed
 from firmware.actions.mqtt import MqttLink
 from firmware.actions.nodes.mqtt_action import MqttActionParams, alarm_state_name
-from firmware.actions.nodes.python_action import PythonAction
+from firmware.actions.nodes.python_action import PythonAction, PythonActionNode
+from firmware.actions.python.confinement import Confinement
 from firmware.actions.python.sandbox import can_switch_user
 from firmware.actions.script_watch import ScriptWatcher
 from firmware.appliance import Analyzer
@@ -55,13 +56,16 @@ class Appliance:
                 self.mqtt = MqttLink(cfg.mqtt, device_id=cfg.device.id,
                                      state_dir=self.analyzer.state_dir,
                                      software_version=__version__, device_name=cfg.device.name)
+            if any(isinstance(node, PythonActionNode) for node in self.action_nodes):
+                Confinement.configure(uid_base=cfg.scripts.worker_uid_base)
             ctx = ActionContext(
                 state=self.analyzer.state, device_id=cfg.device.id, hal=self.hal,
                 mqtt=self.mqtt, health=self.fault, events=self.action_events,
                 extra={
                     "state_dir": self.analyzer.state_dir,
                     "scripts_dir": cfg.paths.scripts_dir,
-                    "run_as_user": cfg.scripts.worker_user if can_switch_user() else None,
+                    "run_as_user": cfg.scripts.worker_user if can_switch_user() and
+                    cfg.scripts.worker_uid_base is None else None,
                     "raw_parameters": {n.id: dict(n.parameters)
                                        for n in cfg.processing.default_graph.nodes},
                     "node_statistics": self.node_statistics,

@@ -22,14 +22,17 @@ from typing import Any
 
 from firmware.actions.base import ActionContext
 from firmware.actions.history import HistoryBuffer
-from firmware.actions.nodes.python_action import PythonActionParams
+from firmware.actions.nodes.python_action import PythonActionParams, worker_spec
+from firmware.actions.python.confinement import Confinement
 from firmware.actions.python.host import PythonWorker, WorkerSpec
 from firmware.actions.python.imports import check_script
+from firmware.actions.python.sandbox import can_switch_user
 from firmware.actions.python_api_host import ScriptApiHost
 from firmware.actions.python_grants import Grants
 from firmware.actions.python_store import ScriptStore
 from firmware.actions.triggers import TriggerEvent
 from firmware.config import ConfigDocument
+from firmware.config_models import ScriptsSettings
 from firmware.errors import PafwError
 from firmware.state import ComputingResult, ComputingState
 
@@ -217,15 +220,15 @@ def check_script_file(script: Path, *, doc: ConfigDocument | None = None,
                             store=ScriptStore(Path(tmp) / "store.json",
                                               max_bytes=params.store_max_kb * 1024),
                             node_statistics=lambda node: {"node_id": node}, report=report)
-        spec = WorkerSpec(node_id=action_id, script_path=script.resolve(), class_name=name,
-                          scripts_dir=script.resolve().parent,
-                          python_config=dict(params.python_config), parameters=raw,
-                          monitored_nodes=list(params.monitored_nodes),
-                          allowed_imports=list(params.allowed_imports),
-                          unsafe_allow_refused_imports=list(params.unsafe_allow_refused_imports),
-                          network=params.capabilities.network,
-                          timeout_ms=params.python_timeout_ms,
-                          max_memory_mb=params.max_memory_mb)
+        scripts = doc.config.scripts if doc is not None else ScriptsSettings()
+        switching = can_switch_user()
+        Confinement.configure(uid_base=scripts.worker_uid_base)
+        spec = worker_spec(action_id, params.model_copy(update={"python_class_name": name}),
+                           scripts_dir=script.resolve().parent, raw_parameters=raw,
+                           monitored_nodes=list(params.monitored_nodes),
+                           run_as_user=scripts.worker_user if switching and
+                           scripts.worker_uid_base is None else None,
+                           script_path=script.resolve())
         threshold = params.concentration_threshold or 1000.0
         asyncio.run(_exercise(report, spec, api, state, threshold))
     return report

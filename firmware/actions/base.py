@@ -23,6 +23,7 @@ from pydantic import Field
 
 from firmware.actions.event_log import ActionEventLog
 from firmware.actions.history import HistoryBuffer
+from firmware.actions.log_limit import LogLimiter
 from firmware.actions.triggers import (
     TriggerEngine,
     TriggerEvent,
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     from firmware.hal.hal import Hal
 
 log = logging.getLogger("pafw.actions")
+#: failure lines one action may log per second (a script decides how often it fails)
+FAILURE_LINES_PER_S = 5
 
 
 class ActionParams(StrictModel):
@@ -146,6 +149,7 @@ class ActionHandler:
         self.params = node.params
         self.ctx = ctx
         self.monitored_nodes = node.monitored_nodes
+        self.failure_log = LogLimiter(log, f"action {node.node_id}", FAILURE_LINES_PER_S)
         self.monitored = frozenset(node.monitored_nodes)
         self.engine = TriggerEngine(node.params.all_triggers(),
                                     monitored_nodes=node.monitored_nodes)
@@ -224,8 +228,8 @@ class ActionHandler:
         except Exception as exc:  # a failing action is reported, never propagated
             ok = False
             self.last_error = f"{type(exc).__name__}: {exc}"
-            log.warning("action %s failed on %s %s: %s", self.node_id, event.kind,
-                        event.trigger_name, self.last_error)
+            self.failure_log.log(logging.WARNING, None, f"failed on {event.kind} "
+                                 f"{event.trigger_name}: {self.last_error}")
         if ok:
             self.successes += 1
         else:
@@ -272,7 +276,7 @@ class ActionHandler:
             await self.on_update(dict(self.latest))
         except Exception as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
-            log.warning("action %s failed on update: %s", self.node_id, self.last_error)
+            self.failure_log.log(logging.WARNING, None, f"failed on update: {self.last_error}")
 
     # ------------------------------------------------------------------- to implement
     async def start(self) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from firmware.actions.base import ActionContext
 from firmware.actions.history import HistoryBuffer
+from firmware.actions.log_limit import LogLimiter
 from firmware.actions.python_grants import Grants
 from firmware.actions.python_store import ScriptStore
 
@@ -24,6 +25,7 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNI
           "warn": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL}
 SEVERITIES = ("info", "warning", "error", "critical")
 MAX_RECENT_ENTRIES = 1000
+SCRIPT_LINES_PER_S = 20
 
 
 def _finite(value: float) -> float | None:
@@ -51,6 +53,9 @@ class ScriptApiHost:
         self.store = store
         self.node_statistics = node_statistics
         self.script_log = logging.getLogger(f"pafw.script.{action_id}")
+        #: the script's own log lines: escaped, at most SCRIPT_LINES_PER_S a second
+        self.log_limit = LogLimiter(self.script_log, f"python action {action_id}",
+                                    SCRIPT_LINES_PER_S)
         self.requests = 0
         self.notifications = 0
 
@@ -99,7 +104,7 @@ class ScriptApiHost:
 
     # ------------------------------------------------------------------ logging
     async def _log_message(self, level: str, message: str) -> None:
-        self.script_log.log(LEVELS.get(str(level).lower(), logging.INFO), "%s", message)
+        self.log_limit.log(LEVELS.get(str(level).lower(), logging.INFO), "api", str(message))
 
     async def _trigger_notification(self, message: str, severity: str) -> bool:
         severity = str(severity).lower()
@@ -107,7 +112,7 @@ class ScriptApiHost:
             raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}, got "
                              f"{severity!r}")
         self.notifications += 1
-        self.script_log.log(LEVELS[severity], "notification: %s", message)
+        self.log_limit.log(LEVELS[severity], "notification", str(message))
         self.history.record("notification", {"severity": severity, "message": str(message)})
         if self.ctx.mqtt is not None:
             self.ctx.mqtt.publish_event({"action_id": self.action_id, "kind": "notification",

@@ -23,7 +23,9 @@ class Capabilities(StrictModel):
     )
     relays: list[str] = Field(default_factory=list, description="names from hal.relays")
     leds: list[str] = Field(default_factory=list, description="names from hal.leds")
-    network: bool = Field(False, description="outbound network from the worker process")
+    network: bool | list[str] = Field(
+        False, description="outbound TCP from the worker: a list of 'host:port' it may reach "
+                           "(enforced by the kernel), or true for any host (not recommended)")
 
     @field_validator("mqtt_publish")
     @classmethod
@@ -37,6 +39,28 @@ class Capabilities(StrictModel):
             ):
                 raise ValueError(f"{topic_filter!r} is not a valid MQTT topic filter")
         return filters
+
+    @field_validator("network")
+    @classmethod
+    def _valid_destinations(cls, network: bool | list[str]) -> bool | list[str]:
+        if isinstance(network, bool):
+            return network
+        if not network:
+            raise ValueError("an empty host list grants nothing: write network: false")
+        for entry in network:
+            host, sep, port = entry.rpartition(":")
+            if not sep or not host.strip("[]") or not port.isdigit() or \
+                    not 1 <= int(port) <= 65535:
+                raise ValueError(f"{entry!r} is not host:port (e.g. smtp.example.com:587, "
+                                 f"192.0.2.10:8080, [2001:db8::1]:443)")
+            if any(c.isspace() or c in "/;{}\"'" for c in host):
+                raise ValueError(f"{entry!r}: {host!r} is not a host name or address")
+        return network
+
+    @property
+    def network_hosts(self) -> list[str]:
+        """The granted host:port list (empty for false, and for true: any host)."""
+        return [] if isinstance(self.network, bool) else list(self.network)
 
 
 class Grants:

@@ -247,7 +247,7 @@ def test_config_change_of_the_node_is_applied_and_a_bad_file_is_not(state_env, t
         graph_node["parameters"]["python_config"]["version"] = 2
         config.write_text(yaml.safe_dump(data, sort_keys=False))
         assert wait(lambda: script_version(appliance) == 2, timeout=5)
-        assert appliance.config_reload["reloads"] == 1
+        assert wait(lambda: appliance.config_reload["reloads"] == 1, timeout=5)
 
         config.write_text("processing:\n  status_interval_s: -1\n")
         assert wait(lambda: appliance.config_reload["last_error"] is not None, timeout=5)

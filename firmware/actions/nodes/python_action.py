@@ -56,6 +56,12 @@ class PythonActionParams(ActionParams):
     python_config: dict[str, Any] = Field(default_factory=dict)
     python_timeout_ms: int = Field(5000, ge=1, le=30000)
     max_memory_mb: int = Field(64, ge=16, le=512)
+    max_threads: int = Field(16, ge=1, le=256, description="threads the script may start")
+    max_cpu_percent: int = Field(50, ge=5, le=400,
+                                 description="CPU of the worker, in percent of one core")
+    scratch_mb: int = Field(16, ge=1, le=1024,
+                            description="private scratch directory (TMPDIR), the only "
+                                        "place the script may write")
     allowed_imports: list[str] = Field(default_factory=list)
     capabilities: Capabilities = Field(default_factory=Capabilities)
     store_max_kb: int = Field(64, ge=1, le=10_240, description="api.store size cap")
@@ -120,6 +126,32 @@ def script_location(scripts_dir: Path, configured: str) -> Path:
     return resolved
 
 
+def worker_spec(node_id: str, params: PythonActionParams, *, scripts_dir: Path,
+                raw_parameters: dict[str, Any], monitored_nodes: list[str],
+                run_as_user: str | None, script_path: Path | None = None) -> WorkerSpec:
+    """The one place a node's parameters become a worker spec: ``pafw run`` and
+    ``pafw script check`` start identical workers from it."""
+    return WorkerSpec(
+        node_id=node_id,
+        script_path=script_path or script_location(scripts_dir, params.python_script_path),
+        class_name=params.python_class_name,
+        scripts_dir=scripts_dir,
+        python_config=dict(params.python_config),
+        parameters=dict(raw_parameters),
+        monitored_nodes=list(monitored_nodes),
+        allowed_imports=list(params.allowed_imports),
+        unsafe_allow_refused_imports=list(params.unsafe_allow_refused_imports),
+        network=bool(params.capabilities.network),
+        network_hosts=params.capabilities.network_hosts,
+        timeout_ms=params.python_timeout_ms,
+        max_memory_mb=params.max_memory_mb,
+        max_threads=params.max_threads,
+        max_cpu_percent=params.max_cpu_percent,
+        scratch_mb=params.scratch_mb,
+        run_as_user=run_as_user,
+    )
+
+
 class PythonAction(ActionHandler):
     """Runs the script through a WorkerSupervisor (restarts, limits, hot reload)."""
 
@@ -139,6 +171,7 @@ class PythonAction(ActionHandler):
         self.supervisor = WorkerSupervisor(self.spec(), handle_request=self.api.handle,
                                            logger=self.api.script_log)
         self._update_task: asyncio.Task[None] | None = None
+        self._status_task: asyncio.Task[None] | None = None
         self._pending_update: dict[str, Any] | None = None
         self.updates_sent = self.updates_skipped = 0
         self.script_status: dict[str, Any] | None = None
@@ -149,30 +182,19 @@ class PythonAction(ActionHandler):
     def spec(self, params: PythonActionParams | None = None,
              raw_parameters: dict[str, Any] | None = None) -> WorkerSpec:
         """The worker spec of this action (of ``params`` for a reload)."""
-        p = params or self.params
-        return WorkerSpec(
-            node_id=self.node_id,
-            script_path=script_location(self.scripts_dir, p.python_script_path),
-            class_name=p.python_class_name,
-            scripts_dir=self.scripts_dir,
-            python_config=dict(p.python_config),
-            parameters=dict(raw_parameters if raw_parameters is not None
-                            else self.raw_parameters),
-            monitored_nodes=list(self.monitored_nodes),
-            allowed_imports=list(p.allowed_imports),
-            unsafe_allow_refused_imports=list(p.unsafe_allow_refused_imports),
-            network=p.capabilities.network,
-            timeout_ms=p.python_timeout_ms,
-            max_memory_mb=p.max_memory_mb,
-            run_as_user=self.ctx.extra.get("run_as_user"),
-        )
+        return worker_spec(self.node_id, params or self.params, scripts_dir=self.scripts_dir,
+                           raw_parameters=(raw_parameters if raw_parameters is not None
+                                           else self.raw_parameters),
+                           monitored_nodes=list(self.monitored_nodes),
+                           run_as_user=self.ctx.extra.get("run_as_user"))
 
     async def start(self) -> None:
         await self.supervisor.start()
 
     async def stop(self) -> None:
-        if self._update_task is not None:
-            self._update_task.cancel()
+        for task in (self._update_task, self._status_task):
+            if task is not None:
+                task.cancel()
         await self.supervisor.stop()
 
     async def reload(self) -> None:
@@ -240,12 +262,21 @@ class PythonAction(ActionHandler):
             next_payload = self._pending_update
 
     async def on_tick(self, now: float) -> None:
-        if now >= self._status_due and self.supervisor.state == "running":
-            self._status_due = now + STATUS_REFRESH_S
-            try:
-                self.script_status = await self.supervisor.call("get_status")
-            except Exception as exc:
-                self.last_error = f"{type(exc).__name__}: {exc}"
+        """Refresh the script's status in the background: the tick (data timeouts, every
+        action's status) never waits behind a long call of this worker; readers get the
+        last status the script reported."""
+        if now < self._status_due or self.supervisor.state != "running":
+            return
+        if self._status_task is not None and not self._status_task.done():
+            return
+        self._status_due = now + STATUS_REFRESH_S
+        self._status_task = asyncio.create_task(self._refresh_status())
+
+    async def _refresh_status(self) -> None:
+        try:
+            self.script_status = await self.supervisor.call("get_status")
+        except Exception as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
 
     def error_info(self) -> dict[str, Any] | None:
         """The worker's last error (with the script's file and line) when it has one, else

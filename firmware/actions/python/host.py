@@ -31,7 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from firmware.actions.log_limit import LogLimiter, printable
 from firmware.actions.python import protocol
+from firmware.actions.python.confinement import Confinement, ConfinementError, Placement
 from firmware.actions.python.protocol import (
     DEFAULT_MAX_FRAME_BYTES,
     ProtocolError,
@@ -44,10 +46,17 @@ from firmware.actions.python.protocol import (
     describe_exit,
 )
 
+MIB = 1 << 20
 RequestHandler = Callable[[str, list[Any], dict[str, Any]], Awaitable[Any]]
 WORKER_MODULE = "firmware.actions.python.worker"
+#: API requests of one worker being answered at once: a worker waits for each answer, so
+#: more than a few means it writes requests without reading the replies (a flood)
+MAX_REQUESTS_IN_FLIGHT = 4
+#: unsent reply bytes the host holds for one worker before it is cut off as not reading
+MAX_UNSENT_BYTES = 2 * DEFAULT_MAX_FRAME_BYTES
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
           "warn": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL}
+_serial = 0
 
 
 @dataclass(frozen=True)
@@ -65,8 +74,16 @@ class WorkerSpec:
     #: for containment tests and diagnostics only (see imports.py)
     unsafe_allow_refused_imports: list[str] = field(default_factory=list)
     network: bool = False
+    #: "host:port" entries the network grant is limited to (empty: any host, when network)
+    network_hosts: list[str] = field(default_factory=list)
     timeout_ms: int = 5000
     max_memory_mb: int = 64
+    #: threads the script may start (the cgroup's pids.max and RLIMIT_NPROC add a spare)
+    max_threads: int = 16
+    #: CPU the worker may use, in percent of one core (the cgroup's cpu.max)
+    max_cpu_percent: int = 50
+    #: size of the private scratch directory (TMPDIR), the only place it may write
+    scratch_mb: int = 16
     run_as_user: str | None = None
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     log_lines_per_s: int = 20
@@ -80,43 +97,8 @@ class WorkerSpec:
                 "allowed_imports": list(self.allowed_imports),
                 "unsafe_allow_refused_imports": list(self.unsafe_allow_refused_imports),
                 "network": self.network, "max_memory_mb": self.max_memory_mb,
-                "run_as_user": self.run_as_user, "log_lines_per_s": self.log_lines_per_s,
-                "timeout_ms": self.timeout_ms}
-
-
-class LogLimiter:
-    """At most ``lines_per_s`` worker lines per second into the logger; the rest are counted
-    and summarised once per window."""
-
-    def __init__(self, logger: logging.Logger, node_id: str, lines_per_s: int) -> None:
-        self.logger, self.node_id = logger, node_id
-        self.lines_per_s = max(1, lines_per_s)
-        self._window, self._count, self._suppressed = time.monotonic(), 0, 0
-        self.suppressed_total = 0
-
-    def log(self, level: int, stream: str, message: str) -> None:
-        """Log one line of the worker unless over the rate."""
-        now = time.monotonic()
-        if now - self._window >= 1.0:
-            self.flush()
-            self._window, self._count = now, 0
-        if self._count >= self.lines_per_s:
-            self._suppressed += 1
-            self.suppressed_total += 1
-            return
-        self._count += 1
-        self.logger.log(level, "python action %s [%s]: %s", self.node_id, stream, message)
-
-    def count_suppressed(self, count: int) -> None:
-        """Lines the worker itself suppressed (reported by its summary frame)."""
-        self.suppressed_total += count
-
-    def flush(self) -> None:
-        """Log the summary of lines suppressed in the current window."""
-        if self._suppressed:
-            self.logger.warning("python action %s: suppressed %d log lines (over %d lines/s)",
-                                self.node_id, self._suppressed, self.lines_per_s)
-            self._suppressed = 0
+                "max_threads": self.max_threads, "run_as_user": self.run_as_user,
+                "log_lines_per_s": self.log_lines_per_s, "timeout_ms": self.timeout_ms}
 
 
 def _read_proc_kb(path: str, keys: tuple[str, ...]) -> int | None:
@@ -128,11 +110,12 @@ def _read_proc_kb(path: str, keys: tuple[str, ...]) -> int | None:
     return total * 1024
 
 
-def worker_env(spec: WorkerSpec) -> dict[str, str]:
+def worker_env(spec: WorkerSpec, scratch: Path) -> dict[str, str]:
     """The worker's environment: minimal, so no secret of the appliance's leaks into it
-    (configuration reaches the script through python_config), single-threaded math libs."""
+    (configuration reaches the script through python_config), single-threaded math libs,
+    home and temporary files in its scratch directory."""
     env = {"PATH": os.defpath, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-           "HOME": str(spec.scripts_dir), "OPENBLAS_NUM_THREADS": "1",
+           "HOME": str(scratch), "TMPDIR": str(scratch), "OPENBLAS_NUM_THREADS": "1",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     if "TZ" in os.environ:
         env["TZ"] = os.environ["TZ"]
@@ -151,11 +134,17 @@ class PythonWorker:
     """
 
     def __init__(self, spec: WorkerSpec, *, handle_request: RequestHandler,
-                 logger: logging.Logger) -> None:
+                 logger: logging.Logger, confinement: Confinement | None = None) -> None:
         self.spec = spec
+        self.confinement = confinement or Confinement.shared()
+        self.placement: Placement | None = None
+        self._released: asyncio.Task[None] | None = None
+        self._in_flight = 0
+        #: where the script was when the worker was killed for a protocol violation
+        self.kill_info: dict[str, Any] | None = None
         self._handle = handle_request
         self.logger = logger
-        self.limiter = LogLimiter(logger, spec.node_id, spec.log_lines_per_s)
+        self.limiter = LogLimiter(logger, f"python action {spec.node_id}", spec.log_lines_per_s)
         self._proc: asyncio.subprocess.Process | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._ready: asyncio.Future[dict[str, Any]] | None = None
@@ -197,12 +186,18 @@ class PythonWorker:
             self.logger.warning("python action %s: UNSAFE refused imports unlocked: %s "
                                 "(tests and diagnostics only)", spec.node_id,
                                 ", ".join(spec.unsafe_allow_refused_imports))
-        try:
-            init = protocol.pack(spec.init_message(), spec.max_frame_bytes)
-        except ProtocolError as exc:
-            raise ScriptLoadError(f"python action {spec.node_id}: {exc}") from None
         loop = asyncio.get_running_loop()
         t0 = time.perf_counter()
+        global _serial
+        _serial += 1
+        name = f"{spec.node_id}-{os.getpid()}-{_serial}"
+        try:
+            placement = await asyncio.to_thread(self.confinement.prepare, spec, name)
+        except (ConfinementError, OSError) as exc:
+            raise ScriptLoadError(f"python action {spec.node_id}: {exc}", info={
+                "type": type(exc).__name__, "message": str(exc), "file": None,
+                "line": None}) from None
+        self.placement = placement
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._proc = await asyncio.create_subprocess_exec(
@@ -210,19 +205,34 @@ class PythonWorker:
                 "--max-frame", str(spec.max_frame_bytes), pass_fds=(theirs.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE, start_new_session=True,
-                cwd=spec.scripts_dir, env=worker_env(spec))
+                cwd=placement.scratch, env=worker_env(spec, placement.scratch))
         except OSError as exc:
             ours.close()
+            await asyncio.to_thread(self.confinement.release, placement)
             raise WorkerCrashed(f"python action {spec.node_id}: cannot start a worker: "
                                 f"{exc}") from None
         finally:
             theirs.close()
+        init: bytes | None = None
+        try:  # in its cgroup before it reads ``init``: no script code has run yet
+            self.confinement.attach(placement, self._proc.pid)
+            init = protocol.pack({**spec.init_message(), **placement.init_fields()},
+                                 spec.max_frame_bytes)
+        except ProcessLookupError:
+            pass  # the interpreter died at once: its exit and stderr are reported below
+        except (ConfinementError, ProtocolError) as exc:
+            self._proc.kill()
+            await self._proc.wait()
+            ours.close()
+            await asyncio.to_thread(self.confinement.release, placement)
+            raise ScriptLoadError(f"python action {spec.node_id}: {exc}") from None
         reader, self._writer = await asyncio.open_unix_connection(sock=ours)
         self._ready, self._exited = loop.create_future(), loop.create_future()
         self._spawn(self._read_loop(reader))
         self._stderr_task = self._spawn(self._pump_stderr())
         self._spawn(self._watch_exit())
-        self._writer.write(init)
+        if init is not None:
+            self._writer.write(init)
         try:
             self.ready_info = await asyncio.wait_for(asyncio.shield(self._ready), timeout_s)
         except TimeoutError:
@@ -239,11 +249,10 @@ class PythonWorker:
             raise
         self.start_ms = round((time.perf_counter() - t0) * 1e3, 3)
         report = self.ready_info.get("sandbox", {})
-        self.logger.info("python action %s: worker %s ready in %.0f ms (network: %s, uid %s, "
-                         "processes: %s)", spec.node_id, self.pid, self.start_ms,
-                         report.get("network"), report.get("uid"), report.get("processes"))
-        for warning in report.get("warnings", []):
-            self.logger.warning("python action %s: %s", spec.node_id, warning)
+        self.logger.info("python action %s: worker %s ready in %.0f ms (%s)", spec.node_id,
+                         self.pid, self.start_ms, self.protections())
+        for warning in [*report.get("warnings", []), *placement.notes]:
+            self.logger.warning("python action %s: %s", spec.node_id, printable(str(warning)))
 
     async def call(self, method: str, *args: Any) -> Any:
         """Run ``method(*args)`` of the script's instance within ``timeout_ms``.
@@ -340,10 +349,69 @@ class PythonWorker:
         self.limiter.flush()
 
     def kill(self, reason: str = "killed") -> None:
-        """SIGKILL the worker and its process group now (the first reason is kept)."""
+        """SIGKILL the worker, its process group and its cgroup now (the first reason is
+        kept)."""
         if self.alive:
             self.kill_reason = self.kill_reason or reason
             self._killpg(signal.SIGKILL)
+
+    def check_limits(self) -> str | None:
+        """Kill the worker when its cgroup's OOM killer struck or its scratch directory
+        holds more than ``scratch_mb`` (a directory, not a tmpfs: the kernel does not cap
+        it); return the reason, else None. Called by the supervisor's watchdog."""
+        placement = self.placement
+        if not self.alive or placement is None or self.kill_reason:
+            return None
+        reason = None
+        if placement.cgroup is not None and placement.cgroup.stats().get("oom_kills"):
+            reason = (f"worker {self.pid} reached max_memory_mb {self.spec.max_memory_mb} "
+                      f"(its cgroup's memory, files in its scratch included); killed")
+        elif not placement.scratch_is_tmpfs:
+            used = placement.scratch_bytes()
+            if used > placement.scratch_mb * MIB:
+                reason = (f"worker {self.pid} wrote {used / MIB:.1f} MiB to its scratch "
+                          f"directory, over scratch_mb {placement.scratch_mb}; killed")
+        if reason is not None:
+            self.kill("memory")
+        return reason
+
+    def _note_oom_kill(self, code: int) -> None:
+        """A worker the kernel killed for its cgroup's memory limit is a memory kill, with
+        the limit named, not a crash."""
+        cgroup = self.placement.cgroup if self.placement is not None else None
+        if code != -signal.SIGKILL or self.kill_reason or cgroup is None:
+            return
+        stats = cgroup.stats()
+        if stats.get("oom_kills"):
+            self.kill_reason = "memory"
+            peak = stats.get("memory_peak_bytes")
+            used = f"used {peak / MIB:.1f} MiB, " if peak else ""
+            message = (f"worker {self.pid} {used}over max_memory_mb "
+                       f"{self.spec.max_memory_mb}; killed by the kernel (its cgroup's memory "
+                       f"limit, files in its scratch directory included)")
+            self.kill_info = {"type": "MemoryLimitExceeded", "message": message,
+                              "file": None, "line": None}
+            self.logger.error("python action %s: %s", self.spec.node_id, message)
+
+    def protections(self) -> str:
+        """One line: what the kernel enforces on this worker (for logs and status)."""
+        report = self.ready_info.get("sandbox") or {}
+        placement = self.placement
+        parts = [f"uid {report.get('uid')}"]
+        landlock = report.get("landlock") or {}
+        parts.append(f"landlock ABI {landlock['abi']} (tcp: {landlock.get('network')})"
+                     if landlock.get("abi") else "no landlock")
+        seccomp = report.get("seccomp") or {}
+        parts.append(f"seccomp {seccomp.get('mode')} (sockets: {seccomp.get('sockets')})"
+                     if seccomp.get("mode") == "allow-list" else "no seccomp")
+        if placement is not None:
+            parts.append("cgroup " + (" ".join(placement.cgroup.enforced()) or "kill-only")
+                         if placement.cgroup else "no cgroup")
+            if placement.egress_table:
+                parts.append("egress nftables")
+            parts.append(f"scratch {'tmpfs' if placement.scratch_is_tmpfs else 'dir'} "
+                         f"{placement.scratch_mb} MiB")
+        return ", ".join(parts)
 
     async def wait(self) -> int:
         """Wait until the worker has exited; its return code."""
@@ -363,12 +431,18 @@ class PythonWorker:
 
     def get_status(self) -> dict[str, Any]:
         """JSON-safe status of this worker process."""
+        placement = self.placement
+        cgroup = placement.cgroup if placement is not None else None
         return {"pid": self.pid, "alive": self.alive, "exit": describe_exit(self.returncode)
                 if self.returncode is not None else None, "kill_reason": self.kill_reason,
                 "start_ms": self.start_ms, "load_ms": self.ready_info.get("load_ms"),
                 "network": self.ready_info.get("network"),
-                "sandbox": self.ready_info.get("sandbox"), "calls": self.calls,
-                "requests": self.requests, "log_suppressed": self.limiter.suppressed_total}
+                "sandbox": self.ready_info.get("sandbox"),
+                "protections": self.protections() if self.ready_info else None,
+                "confinement": placement.get_status() if placement is not None else None,
+                "usage": cgroup.stats() if cgroup is not None and self.alive else None,
+                "calls": self.calls, "requests": self.requests,
+                "log_suppressed": self.limiter.suppressed_total}
 
     # -------------------------------------------------------------------- internals
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
@@ -385,6 +459,8 @@ class PythonWorker:
         except (ProcessLookupError, PermissionError):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 self._proc.send_signal(sig)
+        if sig == signal.SIGKILL and self.placement is not None and self.placement.cgroup:
+            self.placement.cgroup.kill()
 
     def death_message(self) -> str:
         """How the worker ended: exit code or signal, our kill reason, last stderr lines."""
@@ -399,7 +475,10 @@ class PythonWorker:
     async def _watch_exit(self) -> None:
         assert self._proc is not None and self._exited is not None
         code = await self._proc.wait()
-        self._killpg(signal.SIGKILL)  # children the worker left behind (its process group)
+        self._killpg(signal.SIGKILL)  # whatever the worker left behind (group, cgroup)
+        if self.placement is not None:
+            self._note_oom_kill(code)
+            await asyncio.to_thread(self.confinement.release, self.placement)
         if self._stderr_task is not None:  # the last lines (a traceback) name the cause
             await asyncio.wait({self._stderr_task}, timeout=0.5)
         self._exited.set_result(code)
@@ -419,9 +498,7 @@ class PythonWorker:
                     reader, self.spec.max_frame_bytes)) is not None:
                 self._dispatch(message)
         except (ProtocolError, ValueError, TypeError, KeyError) as exc:  # a broken worker
-            self.logger.error("python action %s: protocol error from worker %s: %s",
-                              self.spec.node_id, self.pid, exc)
-            self.kill(f"protocol error: {exc}")
+            await self._cut_off(f"protocol error: {exc}")
         except (ConnectionError, OSError):
             pass
         if self.alive:  # EOF while running: give it a moment to exit, then make sure
@@ -436,6 +513,11 @@ class PythonWorker:
             if future is not None and not future.done():
                 future.set_result(message)
         elif kind == "req":
+            if self._in_flight >= MAX_REQUESTS_IN_FLIGHT:
+                self._spawn(self._cut_off(f"flooding: more than {MAX_REQUESTS_IN_FLIGHT} API "
+                                          f"requests sent without reading the replies"))
+                return
+            self._in_flight += 1
             self._spawn(self._answer(message))
         elif kind == "log" and message.get("suppressed"):  # the worker's own summary
             self.limiter.count_suppressed(int(message["suppressed"]))
@@ -453,8 +535,28 @@ class PythonWorker:
         else:
             raise ProtocolError(f"unexpected {kind!r} frame")
 
+    async def _cut_off(self, reason: str) -> None:
+        """Kill a worker that broke the protocol or flooded the host, naming the script line
+        it was at (its stack, dumped on SIGUSR1), and log it once."""
+        if not self.alive or self.kill_reason:
+            return
+        self.kill_reason = reason
+        info = await self._where_stuck(0.25)
+        self._killpg(signal.SIGKILL)
+        where = f" at {info['file']}:{info['line']}" if info.get("file") else ""
+        info.update(type="WorkerKilled", message=f"worker {self.pid} killed: {reason}{where}")
+        self.kill_info = info
+        self.logger.error("python action %s: %s", self.spec.node_id,
+                          printable(str(info["message"])))
+
     async def _answer(self, message: dict[str, Any]) -> None:
         """Answer one API request of the script through handle_request."""
+        try:
+            await self._answer_one(message)
+        finally:
+            self._in_flight -= 1
+
+    async def _answer_one(self, message: dict[str, Any]) -> None:
         self.requests += 1
         req_id, method = message.get("id"), str(message.get("method"))
         try:
@@ -467,9 +569,9 @@ class PythonWorker:
         except Exception as exc:
             wire = next((c.__name__ for c in type(exc).__mro__
                          if c.__name__ in protocol.WIRE_ERRORS), None)
-            if wire is None:
-                self.logger.exception("python action %s: handling %s failed",
-                                      self.spec.node_id, method)
+            if wire is None:  # the appliance's fault: logged, within the action's rate
+                self.limiter.log(logging.ERROR, "host",
+                                 f"handling {method} failed: {type(exc).__name__}: {exc}")
                 wire, text = "RuntimeError", f"the appliance failed to handle {method}: {exc}"
             else:
                 text = str(exc)
@@ -477,6 +579,10 @@ class PythonWorker:
                                    "error": {"type": wire, "message": text[:4000]}},
                                   self.spec.max_frame_bytes)
         if self._writer is not None and self.alive:
+            unsent = self._writer.transport.get_write_buffer_size()
+            if unsent + len(frame) > MAX_UNSENT_BYTES:
+                await self._cut_off(f"flooding: {unsent} bytes of replies left unread")
+                return
             self._writer.write(frame)
             with contextlib.suppress(ConnectionError):
                 await self._writer.drain()

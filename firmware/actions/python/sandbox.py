@@ -1,41 +1,34 @@
 """Sandbox of a PythonAction worker, applied before the customer script is loaded.
 
-What is enforced, in this order (``apply_sandbox``):
+The kernel keeps the promises; Python-level guards are the second line. In this order
+(``apply_sandbox``), each step reported in the ready message and shown by ``pafw status``:
 
-1. ``prctl(PR_SET_NO_NEW_PRIVS)``: no exec can ever gain privileges (setuid binaries, file
-   capabilities).
-2. Resource limits (soft = hard, so the script cannot raise them):
-   ``RLIMIT_AS = max_memory_mb + AS_HEADROOM_MB`` MiB. Address space is not memory use:
-   the interpreter, its shared libraries, malloc arenas and thread stacks reserve more than
-   they touch (measured on x86-64: a worker running the study's email script maps 27 MiB
-   for 22 MiB resident; numpy with one BLAS thread maps 100 MiB for 26 MiB resident, and
-   every extra thread reserves an 8 MiB stack), so the headroom keeps real scripts working
-   while a runaway allocation still ends in a MemoryError within milliseconds. The precise
-   limit is the host's RSS watchdog (every 0.5 s, kill above ``max_memory_mb``).
-   ``RLIMIT_CORE = 0`` (no core dumps of secrets), ``RLIMIT_NOFILE = NOFILE_LIMIT``.
-   ``RLIMIT_NPROC = NPROC_LIMIT`` only when the worker drops to ``run_as_user``: the limit
-   counts every process and thread of the uid and root ignores it, so it only means
-   something for a dedicated unprivileged user.
-3. Network, when not granted: ``unshare(CLONE_NEWNET)`` puts the worker in an empty network
-   namespace (only a down loopback; needs root, so as a developer it usually fails), and an
-   audit hook ALWAYS refuses socket.connect/bind/sendto/sendmsg/getaddrinfo and name lookups
-   with "network access is not granted to this action: add capabilities.network: true".
-   The ready message reports "netns+audit-hook" or "audit-hook" (or "granted").
-4. ``run_as_user`` (when running as root): setgroups([]), setgid, setuid to that user, so
-   root-only or gpio-group files (/dev/gpiochip*, /dev/gpiomem: root:gpio 0660) cannot be
-   opened. The parent-death signal (SIGKILL) is set after that change (the kernel clears it
-   on credential changes). The interpreter, the venv and the scripts directory must stay
-   readable by that user for imports made after the drop.
-5. The audit hook, once armed just before the script's code runs, also refuses process
-   creation (os.system, os.exec*, os.fork, os.forkpty, os.posix_spawn, subprocess.Popen,
-   os.kill/killpg) unless ``subprocess`` is unlocked through unsafe_allow_refused_imports,
-   and ``ctypes.dlopen`` unless ``ctypes`` is. For a non-root developer (no NPROC, no
-   netns) the hook is the fork-bomb and network containment.
+1. ``prctl(PR_SET_NO_NEW_PRIVS)``: no exec can ever gain privileges; Landlock and seccomp
+   need it.
+2. Resource limits (soft = hard, so the script cannot raise them): ``RLIMIT_AS``
+   (``max_memory_mb + AS_HEADROOM_MB``: address space is not memory use, so the headroom
+   keeps real scripts working while a runaway allocation fails at once; the exact memory
+   limit is the cgroup's, and the host's RSS watchdog), ``RLIMIT_CORE = 0``,
+   ``RLIMIT_NOFILE``, ``RLIMIT_FSIZE`` (no file larger than the scratch cap) and, when the
+   worker gets a uid of its own, ``RLIMIT_NPROC`` (threads of that uid).
+3. The uid: where the appliance may switch users (root, or CAP_SETUID+CAP_SETGID), each
+   action runs as a uid and gid of its own with no supplementary group (``worker_uid``, see
+   confinement.py), or as ``run_as_user``; capabilities are cleared. No worker can signal,
+   trace or read the files of another. The parent-death signal is armed after the switch.
+4. Landlock (landlock.py): reads limited to the interpreter, the SDK, the script and its own
+   ``/proc`` entry; writes to its scratch directory; TCP connections to the granted ports
+   only; no signal or abstract socket outside its domain.
+5. Seccomp (seccomp.py): a system call allow-list. No process creation, no signal to another
+   process, no socket unless network is granted (and then only AF_INET/AF_INET6), no
+   mount, namespace, ptrace, bpf, io_uring, memfd, System V IPC.
+6. The audit hook (second line): refuses network events without a grant and, once armed
+   just before the script runs, process creation and ``ctypes.dlopen``.
+7. With a host list granted, name lookups are answered from the addresses the host
+   resolved for those hosts (the worker sends no DNS datagram).
 
-Audit hooks cannot be removed, but Python-level tricks can reach code the hook does not
-see (a C extension, ctypes when unlocked): it is defense in depth. The boundary is the
-separate process, its rlimits, the unprivileged uid, the network namespace and the host's
-capability checks on every API request.
+Where the kernel lacks a feature (no Landlock before 5.13, no Landlock network rules
+before 6.7, no libseccomp), the step is skipped, the report says so and the host logs a
+warning: the remaining layers still apply.
 """
 
 from __future__ import annotations
@@ -53,7 +46,9 @@ if TYPE_CHECKING:
 MIB = 1 << 20
 AS_HEADROOM_MB = 256
 NOFILE_LIMIT = 64
-NPROC_LIMIT = 64
+NPROC_SPARE = 8
+DEFAULT_MAX_THREADS = 16
+DEFAULT_SCRATCH_MB = 16
 PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
 CLONE_NEWNET = 0x40000000
@@ -152,11 +147,14 @@ def _call(name: str, *args: int) -> str | None:
     return None
 
 
-def apply_rlimits(max_memory_mb: int, *, nproc: int | None) -> dict[str, Any]:
-    """Set AS, CORE, NOFILE (and NPROC when given); report what is in force."""
-    limits = {"as_mb": max_memory_mb + AS_HEADROOM_MB, "core": 0, "nofile": NOFILE_LIMIT}
+def apply_rlimits(max_memory_mb: int, *, nproc: int | None,
+                  fsize_mb: int = DEFAULT_SCRATCH_MB) -> dict[str, Any]:
+    """Set AS, CORE, NOFILE, FSIZE (and NPROC when given); report what is in force."""
+    limits = {"as_mb": max_memory_mb + AS_HEADROOM_MB, "core": 0, "nofile": NOFILE_LIMIT,
+              "fsize_mb": fsize_mb}
     resource.setrlimit(resource.RLIMIT_AS, (limits["as_mb"] * MIB,) * 2)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize_mb * MIB,) * 2)
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     nofile = min(NOFILE_LIMIT, hard if hard != resource.RLIM_INFINITY else NOFILE_LIMIT)
     resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
@@ -229,40 +227,138 @@ def drop_privileges(user: str) -> dict[str, Any]:
     return {"uid": entry.pw_uid, "gid": entry.pw_gid, "user": user}
 
 
-def apply_sandbox(*, max_memory_mb: int, network: bool, run_as_user: str | None,
-                  unsafe_allow_refused_imports: list[str],
-                  parent_pid: int) -> tuple[dict[str, Any], AuditGuard]:
-    """Apply steps 1-5 of the module docstring; return the report for the ready message and
-    the (installed, not yet armed) audit guard. ``parent_pid`` is the host's pid as seen at
-    the worker's start (to notice a host that died before the parent-death signal)."""
+def drop_privileges_to(uid: int, gid: int) -> dict[str, Any]:
+    """setgroups([]), setresgid, setresuid to a numeric uid/gid of the action's own (no
+    passwd entry needed); verify that neither root nor the previous uid can come back."""
+    import ctypes  # before the switch: the new uid may not read the standard library
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    previous_uid = os.getuid()
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    clear_capabilities(libc)
+    for back in {0, previous_uid} - {uid}:
+        try:
+            os.setuid(back)
+        except PermissionError:
+            continue
+        raise ScriptError(f"could not drop privileges to uid {uid}: uid {back} is reachable")
+    return {"uid": uid, "gid": gid, "user": None}
+
+
+def apply_sandbox(spec: dict[str, Any], *, parent_pid: int) -> tuple[dict[str, Any], AuditGuard]:
+    """Confine this process as the ``init`` frame ``spec`` asks (module docstring, steps 1-7);
+    return the report for the ready message and the (installed, not yet armed) audit guard.
+    ``parent_pid`` is the host's pid as seen at the worker's start (to notice a host that
+    died before the parent-death signal was armed)."""
     report: dict[str, Any] = {"warnings": []}
-    dropping = bool(run_as_user) and can_switch_user()
+    warnings: list[str] = report["warnings"]
+    uid, gid = spec.get("worker_uid"), spec.get("worker_gid")
+    run_as_user = spec.get("run_as_user")
+    switching = can_switch_user() and (uid is not None or bool(run_as_user))
+    max_threads = int(spec.get("max_threads", DEFAULT_MAX_THREADS))
     report["no_new_privs"] = _call("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) is None
-    report["rlimits"] = apply_rlimits(max_memory_mb, nproc=NPROC_LIMIT if dropping else None)
-    if network:
-        report["network"] = "granted"
-    else:
-        error = _call("unshare", CLONE_NEWNET)
-        report["network"] = "audit-hook" if error else "netns+audit-hook"
-        report["netns_error"] = error
-    if dropping and run_as_user:
+    report["rlimits"] = apply_rlimits(
+        int(spec["max_memory_mb"]), nproc=max_threads + NPROC_SPARE if switching else None,
+        fsize_mb=int(spec.get("scratch_mb", DEFAULT_SCRATCH_MB)))
+    from firmware.actions.python import landlock, seccomp  # before the user switch
+
+    if switching and uid is not None:
+        report.update(drop_privileges_to(int(uid), int(gid if gid is not None else uid)))
+    elif switching and run_as_user:
         report.update(drop_privileges(run_as_user))
-        if not os.access(os.path.dirname(os.__file__), os.R_OK | os.X_OK):
-            report["warnings"].append(
-                f"run_as_user {run_as_user!r} cannot read the Python library at "
-                f"{os.path.dirname(os.__file__)}: imports not loaded yet will fail")
     else:
         report.update(uid=os.getuid(), gid=os.getgid(), user=None)
-        if run_as_user:
-            report["warnings"].append(f"run_as_user {run_as_user!r} ignored: the appliance "
-                                      f"does not run as root")
+        if uid is not None or run_as_user:
+            warnings.append("workers share the appliance's uid: it does not run as root "
+                            "nor hold CAP_SETUID/CAP_SETGID")
+    if switching and not os.access(os.path.dirname(os.__file__), os.R_OK | os.X_OK):
+        warnings.append(f"the worker's uid cannot read the Python library at "
+                        f"{os.path.dirname(os.__file__)}: imports not loaded yet will fail")
     _call("prctl", PR_SET_PDEATHSIG, 9, 0, 0, 0)
     if os.getppid() != parent_pid:  # the host died before the signal was armed
         os._exit(1)
-    unsafe = set(unsafe_allow_refused_imports)
-    processes = "subprocess" in unsafe
-    report["processes"] = "allowed (unsafe)" if processes else (
-        "audit-hook+nproc" if dropping else "audit-hook")
-    guard = AuditGuard(network=network, processes=processes, dlopen="ctypes" in unsafe)
+    network = network_mode(spec)
+    report["network"] = network
+    try:
+        report["landlock"] = landlock.restrict(landlock_policy(spec))
+    except OSError as exc:
+        report["landlock"] = {"abi": 0, "error": str(exc)}
+        warnings.append(f"Landlock not applied ({exc}): files and TCP ports are not "
+                        f"confined by the kernel")
+    try:
+        report["seccomp"] = seccomp.install(network=network != "none",
+                                            datagrams=network == "any")
+    except OSError as exc:
+        report["seccomp"] = {"mode": "none", "error": str(exc)}
+        warnings.append(f"seccomp not applied ({exc}): system calls are not filtered")
+    unsafe = set(spec.get("unsafe_allow_refused_imports", []))
+    guard = AuditGuard(network=network != "none", processes="subprocess" in unsafe,
+                       dlopen="ctypes" in unsafe)
     guard.install()
+    if network == "hosts":
+        install_name_table(spec.get("resolved_hosts") or {})
+    report["processes"] = ("seccomp" if report["seccomp"].get("mode") == "allow-list"
+                           else "audit-hook")
     return report, guard
+
+
+def network_mode(spec: dict[str, Any]) -> str:
+    """"none", "hosts" (a granted host:port list) or "any" (``network: true``)."""
+    if not spec.get("network"):
+        return "none"
+    return "hosts" if spec.get("tcp_ports") is not None else "any"
+
+
+def landlock_policy(spec: dict[str, Any]) -> Any:
+    """What the worker may read (interpreter, SDK, its script, its own /proc entry) and write
+    (its scratch directory), and the TCP ports it may connect to."""
+    import firmware
+    from firmware.actions.python import landlock
+
+    sdk = os.path.dirname(os.path.realpath(firmware.__file__))
+    script = os.path.realpath(str(spec["script_path"]))
+    read = [*landlock.system_read_paths(), sdk, script, f"/proc/{os.getpid()}"]
+    scratch = spec.get("scratch_dir")
+    network = network_mode(spec)
+    ports = None if network == "any" else [int(p) for p in spec.get("tcp_ports") or []]
+    return landlock.Policy(read=read, write=[str(scratch)] if scratch else [],
+                           tcp_ports=ports)
+
+
+def install_name_table(resolved: dict[str, list[str]]) -> None:
+    """Serve name lookups of the granted hosts from the addresses the host resolved: the
+    worker may not send datagrams (DNS), and a name outside the grant resolves to nothing.
+    Convenience only: the kernel rules (seccomp, Landlock ports, the egress table) decide."""
+    import socket
+
+    real = socket.getaddrinfo
+    table = {name.lower(): list(addresses) for name, addresses in resolved.items()}
+
+    def getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0,
+                    proto: int = 0, flags: int = 0) -> list[Any]:
+        name = host.decode() if isinstance(host, bytes) else host
+        if name is None or _is_address(str(name)):
+            return real(host, port, family, type, proto, flags)
+        addresses = table.get(str(name).lower().rstrip("."))
+        if not addresses:
+            raise socket.gaierror(socket.EAI_NONAME, f"{name} is not a granted host of this "
+                                                     f"action (capabilities.network)")
+        out: list[Any] = []
+        for address in addresses:
+            out.extend(real(address, port, family, type, proto,
+                            flags | socket.AI_NUMERICHOST))
+        return out
+
+    socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]
+
+
+def _is_address(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return False
+    return True

@@ -5,10 +5,14 @@
   ``backoff_max_s``. After ``max_failures`` consecutive failures the action is parked in
   state "failed" (visible in the status, no restart loop); a successful call resets the
   count; a hot reload or :meth:`restart` leaves the failed state.
+* A worker that dies ``max_failures`` times within ``failure_window_s`` is parked too, even
+  when calls succeed in between (a script that crashes its worker on every trigger but
+  answers its updates would otherwise restart forever).
 * A script that raises is a failed *call*, not a failed worker: it is counted in
   ``failures`` but does not count towards the failed state (the worker is healthy).
-* An RSS watchdog (every ``watchdog_interval_s``) kills a worker above ``max_memory_mb``
-  (the precise limit; RLIMIT_AS in the worker is only the backstop).
+* A watchdog (every ``watchdog_interval_s``) kills a worker above ``max_memory_mb`` of
+  RSS, whose cgroup hit its memory limit, or whose scratch directory outgrew its cap
+  (``PythonWorker.check_limits``), and names the cause.
 * :meth:`replace` is the hot reload: the new worker must start and answer ``get_status``
   before it takes over; otherwise the old one keeps running and the error (with file:line)
   is raised and kept as ``last_error``.
@@ -74,12 +78,14 @@ class WorkerSupervisor:
                  logger: logging.Logger, max_failures: int = 5, backoff_initial_s: float = 0.5,
                  backoff_max_s: float = 30.0, watchdog_interval_s: float = 0.5,
                  start_timeout_s: float = 5.0, stop_timeout_s: float = 5.0,
-                 ring_size: int = 256,
+                 ring_size: int = 256, failure_window_s: float = 60.0,
                  worker_factory: Callable[..., PythonWorker] = PythonWorker) -> None:
         self.spec = spec
         self._handle = handle_request
         self.logger = logger
         self.max_failures = max_failures
+        self.failure_window_s = failure_window_s
+        self._deaths: deque[float] = deque(maxlen=max(1, max_failures))
         self.backoff_initial_s, self.backoff_max_s = backoff_initial_s, backoff_max_s
         self.watchdog_interval_s = watchdog_interval_s
         self.start_timeout_s, self.stop_timeout_s = start_timeout_s, stop_timeout_s
@@ -148,6 +154,7 @@ class WorkerSupervisor:
         if worker is not None:
             await worker.stop(self.stop_timeout_s)
         self.consecutive_failures = 0
+        self._deaths.clear()
         await self.start()
 
     async def replace(self, new_spec: WorkerSpec) -> None:
@@ -177,6 +184,7 @@ class WorkerSupervisor:
             self._install(new)
             self.reloads += 1
             self.consecutive_failures = 0
+            self._deaths.clear()
             self.last_error = None
         self.logger.info("python action %s: reloaded %s (worker %s)", new_spec.node_id,
                          new_spec.script_path, new.pid)
@@ -250,11 +258,18 @@ class WorkerSupervisor:
         reason = worker.kill_reason
         kind = reason if reason in ("timeout", "memory") else "crash"
         self.kills[kind] += 1
-        if kind == "crash":
+        if worker.kill_info is not None:  # cut off for a protocol violation or a flood
+            self.last_error = _summary(worker.kill_info)
+        elif kind == "crash":
             message = worker.death_message()
             self.logger.error("%s", message)
             self.last_error = {"type": "WorkerCrashed", "message": message, "file": None,
                                "line": None}
+        now = time.monotonic()
+        self._deaths.append(now)
+        recent = sum(1 for t in self._deaths if now - t <= self.failure_window_s)
+        if recent >= self.max_failures:
+            self.consecutive_failures = max(self.consecutive_failures, self.max_failures - 1)
         self._failed(self.last_error)
 
     def _failed(self, error: dict[str, Any] | None) -> None:
@@ -282,9 +297,18 @@ class WorkerSupervisor:
         while True:
             await asyncio.sleep(self.watchdog_interval_s)
             worker = self._worker
-            rss = worker.rss_bytes() if worker is not None else None
+            if worker is None:
+                continue
+            reason = worker.check_limits()
+            if reason is not None:
+                message = f"python action {self.spec.node_id}: {reason}"
+                self.logger.error("%s", message)
+                self.last_error = {"type": "MemoryLimitExceeded", "message": message,
+                                   "file": None, "line": None}
+                continue
+            rss = worker.rss_bytes()
             limit = self.spec.max_memory_mb * MIB
-            if worker is not None and rss is not None and rss > limit and not worker.kill_reason:
+            if rss is not None and rss > limit and not worker.kill_reason:
                 message = (f"python action {self.spec.node_id}: worker {worker.pid} uses "
                            f"{rss / MIB:.1f} MiB, over max_memory_mb {self.spec.max_memory_mb}; "
                            f"killed")

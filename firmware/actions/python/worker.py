@@ -161,11 +161,7 @@ class Worker:
         try:
             path, source = sandbox.read_script(spec["scripts_dir"], spec["script_path"])
             self.script = path
-            report, guard = sandbox.apply_sandbox(
-                max_memory_mb=int(spec["max_memory_mb"]), network=bool(spec["network"]),
-                run_as_user=spec.get("run_as_user"),
-                unsafe_allow_refused_imports=list(spec.get("unsafe_allow_refused_imports", [])),
-                parent_pid=self.parent_pid)
+            report, guard = sandbox.apply_sandbox(spec, parent_pid=self.parent_pid)
             instance, methods = self._instantiate(path, source, guard)
         except BaseException as exc:  # anything, even SystemExit from the script's top level
             self.send({"t": "fatal", "error": error_info(exc, self.script)})
@@ -311,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     parent = os.getppid()
     # on SIGUSR1 (a call past its deadline) the host gets the stack on fd 2 before the kill
     faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
+    # a write past RLIMIT_FSIZE fails with EFBIG (an OSError the script sees) instead of
+    # killing the worker
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     channel = protocol.BlockingChannel(socket.socket(fileno=fd), max_frame)
     init = channel.recv()
     if init is None:
