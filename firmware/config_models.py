@@ -185,7 +185,10 @@ class ProcessingSettings(StrictModel):
 
 
 class PathsSettings(StrictModel):
-    """Writable directories; ``~`` is expanded."""
+    """Writable directories; ``~`` is expanded and a relative path is taken from the working
+    directory of the command that loads the config (so `pafw run`, `pafw config check` and
+    `pafw script check` started in the same place mean the same directory, and a worker's
+    own working directory never changes it)."""
 
     state_dir: Path = Path("~/.local/state/pafw")
     scripts_dir: Path = Path("~/.local/state/pafw/user_scripts")
@@ -198,7 +201,7 @@ class PathsSettings(StrictModel):
         if str(value) in ("", "."):
             raise ValueError("expected a directory path, not an empty string")
         try:
-            return value.expanduser()
+            return value.expanduser().absolute()
         except RuntimeError as exc:  # "~user" unknown, or no home directory
             raise ValueError(f"cannot expand '~' ({exc})") from None
 
@@ -215,6 +218,12 @@ class ScriptsSettings(StrictModel):
         description="each action's worker runs as a uid and gid of its own from this base "
                     "(when the appliance is root or holds CAP_SETUID/CAP_SETGID); null: "
                     "all workers run as worker_user")
+    data_dir: Path = Field(
+        Path("/var/lib/pafw-worker"),
+        description="where actions granted capabilities.data_mb keep their data (one "
+                    "directory per action), when workers run as uids of their own: it must be "
+                    "reachable by them, unlike the state directory; otherwise "
+                    "<state_dir>/python_actions/data")
     hot_reload: bool = Field(True, description="reload a script when its file changes")
     debounce_s: float = Field(0.15, gt=0, le=10)
 

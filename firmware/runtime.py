@@ -57,7 +57,11 @@ class Appliance:
                                      state_dir=self.analyzer.state_dir,
                                      software_version=__version__, device_name=cfg.device.name)
             if any(isinstance(node, PythonActionNode) for node in self.action_nodes):
-                Confinement.configure(uid_base=cfg.scripts.worker_uid_base)
+                switching = can_switch_user()
+                Confinement.configure(
+                    uid_base=cfg.scripts.worker_uid_base,
+                    data_root=(cfg.scripts.data_dir.expanduser().absolute() if switching
+                               else self.analyzer.state_dir / "python_actions" / "data"))
             ctx = ActionContext(
                 state=self.analyzer.state, device_id=cfg.device.id, hal=self.hal,
                 mqtt=self.mqtt, health=self.fault, events=self.action_events,
@@ -90,6 +94,7 @@ class Appliance:
                 config_path.parent, self._config_changed, debounce_s=cfg.scripts.debounce_s,
                 match=lambda path: path.resolve() == config_path)
         self.config_reload: dict[str, Any] = {"reloads": 0, "last_error": None}
+        self._confinement_status: dict[str, Any] | None = None
         #: what an operator may change (web API); restores the actions disabled before
         self.operations = Operations(self)
         self.operations.restore()
@@ -107,6 +112,13 @@ class Appliance:
     def action_nodes(self) -> list[ActionNode]:
         """The graph's action nodes, in graph order."""
         return [n for n in self.analyzer.graph.nodes if isinstance(n, ActionNode)]
+
+    @property
+    def confinement_status(self) -> dict[str, Any]:
+        """What confines the Python actions' workers on this machine (computed once)."""
+        if self._confinement_status is None:
+            self._confinement_status = Confinement.shared().get_status()
+        return self._confinement_status
 
     @property
     def python_handlers(self) -> list[PythonAction]:
@@ -229,4 +241,6 @@ class Appliance:
         status["hal"] = self.hal.get_status() if self.hal is not None else None
         status["mqtt"] = self.mqtt.get_status() if self.mqtt is not None else None
         status["config_reload"] = dict(self.config_reload)
+        if self.python_handlers:
+            status["script_sandbox"] = self.confinement_status
         return status

@@ -14,6 +14,7 @@ import ast
 import asyncio
 import logging
 import math
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -62,12 +63,24 @@ class CheckReport:
         return "\n".join([f"{self.script}:", *self.lines, f"check {verdict}"])
 
 
+#: API calls with an effect outside the worker
+EFFECTS = frozenset({"publish_mqtt", "relay_on", "relay_off", "relay_pulse", "led_on",
+                     "led_off", "led_blink"})
+
+
 class DryRunApiHost(ScriptApiHost):
     """The real request checks, with side effects recorded instead of performed."""
 
     def __init__(self, *args: Any, report: CheckReport, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.report = report
+        #: relay, LED and MQTT calls the script made (granted or not)
+        self.effects = 0
+
+    async def handle(self, method: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        if method in EFFECTS:
+            self.effects += 1
+        return await super().handle(method, args, kwargs)
 
     async def _publish_mqtt(self, topic: str, payload: Any, *, retain: bool = False) -> None:
         self.grants.check_publish(topic)
@@ -155,6 +168,9 @@ async def _exercise(report: CheckReport, spec: WorkerSpec, api: DryRunApiHost,
     report.good(f"loaded {spec.class_name} in a sandboxed worker in "
                 f"{worker.start_ms or 0:.0f} ms (network: "
                 f"{worker.ready_info.get('network', '?')})")
+    report.note(f"confined as `pafw run` confines it: {worker.protections()}")
+    for warning in (worker.ready_info.get("sandbox") or {}).get("warnings", []):
+        report.note(f"WARNING: {warning}")
     event = TriggerEvent("trigger", "concentration", "concentration", SYNTHETIC_PPM, threshold,
                          "concentration", time.monotonic(), time.time(), {})
     steps: list[tuple[str, tuple[Any, ...], type | None]] = [
@@ -178,12 +194,32 @@ async def _exercise(report: CheckReport, spec: WorkerSpec, api: DryRunApiHost,
             if expected is not None and not isinstance(value, expected):
                 report.bad(f"{method} returned {type(value).__name__}, expected "
                            f"{expected.__name__}")
+            elif method == "on_trigger" and value is False:
+                report.bad(f"on_trigger returned False ({took:.1f} ms): the action reports "
+                           f"that its work failed (see the log lines above)")
             else:
                 report.good(f"{method} -> {str(value)[:100]} ({took:.1f} ms)")
+            if method == "on_trigger":
+                _judge_effects(report, api)
     finally:
         await worker.stop()
     if api.grants.denied:
         report.bad(f"{api.grants.denied} call(s) outside the grant: {api.grants.last_denied}")
+
+
+def _judge_effects(report: CheckReport, api: DryRunApiHost) -> None:
+    """A trigger that drives none of the granted outputs is a failure (a script checked
+    without its node's python_config, e.g. no relay named); without grants, say so."""
+    caps = api.grants.capabilities
+    granted = [*caps.relays, *caps.leds]
+    if api.effects:
+        return
+    if granted:
+        report.bad(f"on_trigger drove none of the granted outputs ({', '.join(granted)}): "
+                   f"check the node's python_config (which relay or LED it names)")
+    else:
+        report.note("on_trigger made no relay, LED or MQTT call (no output is granted: pass "
+                    "--config and --node to check with the node's grants and python_config)")
 
 
 def check_script_file(script: Path, *, doc: ConfigDocument | None = None,
@@ -222,7 +258,9 @@ def check_script_file(script: Path, *, doc: ConfigDocument | None = None,
                             node_statistics=lambda node: {"node_id": node}, report=report)
         scripts = doc.config.scripts if doc is not None else ScriptsSettings()
         switching = can_switch_user()
-        Confinement.configure(uid_base=scripts.worker_uid_base)
+        Confinement.configure(uid_base=scripts.worker_uid_base,
+                              data_root=Path(tmp) / "data")  # a dry run keeps no data
+        os.chmod(tmp, 0o711)  # the worker's uid reaches its data directory below it
         spec = worker_spec(action_id, params.model_copy(update={"python_class_name": name}),
                            scripts_dir=script.resolve().parent, raw_parameters=raw,
                            monitored_nodes=list(params.monitored_nodes),

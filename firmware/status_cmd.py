@@ -40,6 +40,11 @@ def summarize(snapshot: dict[str, Any]) -> tuple[bool, str]:
     if web:
         where = web.get("url") or f"NOT LISTENING ({web.get('bind_error')})"
         lines.append(f"  dashboard {where}: {web.get('streams', 0)} live clients")
+    sandbox = snapshot.get("script_sandbox")
+    if sandbox:
+        uid = "a uid per action" if sandbox.get("per_action_uid") else "the appliance's uid"
+        lines.append(f"  script workers: {uid}; cgroups {sandbox.get('cgroups')}; scratch "
+                     f"{sandbox.get('scratch')}; egress {sandbox.get('egress')}")
     actions = (snapshot.get("control") or {}).get("actions") or {}
     for action_id, action in actions.items():
         worker = action.get("worker") or {}
@@ -49,6 +54,12 @@ def summarize(snapshot: dict[str, Any]) -> tuple[bool, str]:
         lines.append(f"  action {action_id} ({action.get('type')}){state_text}: "
                      f"{action.get('triggers', 0)} triggers, {action.get('successes', 0)} ok, "
                      f"{action.get('failures', 0)} failed")
+        process = worker.get("worker") or {}
+        if process.get("protections"):
+            lines.append(f"    protections: {process['protections']}")
+        for warning in [*((process.get("sandbox") or {}).get("warnings") or []),
+                        *((process.get("confinement") or {}).get("notes") or [])]:
+            lines.append(f"    WARNING: {warning}")
         error = worker.get("last_error") or action.get("last_error")
         if error:
             if isinstance(error, dict):

@@ -85,3 +85,72 @@ def test_wrong_return_type_and_syntax_error(tmp_path):
     broken.write_text("class Alert(CustomPythonAction:\n    pass\n")
     out = check(str(broken))
     assert out.returncode == 1 and f"{broken}:1" in out.stdout and "syntax" in out.stdout
+
+
+FAILS_QUIETLY = '''
+class Alert(CustomPythonAction):
+    def on_trigger(self, trigger_type, data):
+        return False
+'''
+
+DRIVES_NOTHING = '''
+class Alert(CustomPythonAction):
+    def on_trigger(self, trigger_type, data):
+        relay = self.api.get_node_parameter("relay")
+        if relay:
+            self.api.relay_on(relay)
+        return True
+'''
+
+
+def test_a_trigger_that_reports_failure_fails_the_check(tmp_path):
+    (tmp_path / "alert.py").write_text(FAILS_QUIETLY)
+    out = check(str(tmp_path / "alert.py"), "--config",
+                str(config_for(tmp_path, {"relays": ["alarm"]})))
+    assert out.returncode == 1, out.stdout
+    assert "FAIL  on_trigger returned False" in out.stdout
+    assert out.stdout.rstrip().endswith("check FAILED")
+
+
+def test_granted_outputs_that_are_never_driven_fail_the_check(tmp_path):
+    (tmp_path / "alert.py").write_text(DRIVES_NOTHING)
+    out = check(str(tmp_path / "alert.py"), "--config",
+                str(config_for(tmp_path, {"relays": ["alarm"]})))
+    assert out.returncode == 1, out.stdout
+    assert "on_trigger drove none of the granted outputs (alarm)" in out.stdout
+
+
+def test_problem_columns_count_from_one(tmp_path):
+    (tmp_path / "alert.py").write_text("import os\n")
+    out = check(str(tmp_path / "alert.py"))
+    assert f"{tmp_path / 'alert.py'}:1:1: import of 'os' is refused" in out.stdout
+
+
+def test_config_check_reports_a_missing_script(tmp_path):
+    path = config_for(tmp_path, {})
+    out = subprocess.run([sys.executable, "-m", "firmware.cli", "config", "check", str(path)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "alert.py does not exist" in out.stderr + out.stdout
+    assert "python_script_path" in out.stderr + out.stdout
+
+
+def test_the_readme_commands_with_a_relative_scripts_dir(tmp_path):
+    """user_scripts/README.md: a relative PAFW_SCRIPTS_DIR means the same directory to
+    `config check` and `script check` (taken from the working directory)."""
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PAFW_SCRIPTS_DIR": "user_scripts"}
+    out = subprocess.run([sys.executable, "-m", "firmware.cli", "config", "check",
+                          "user_scripts/examples.yaml"], capture_output=True, text=True,
+                         timeout=120, cwd=root, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    out = subprocess.run([sys.executable, "-m", "firmware.cli", "script", "check",
+                          "user_scripts/relay_led_control.py", "--config",
+                          "user_scripts/examples.yaml"], capture_output=True, text=True,
+                         timeout=120, cwd=root, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "would pulse relay 'alarm'" in out.stdout
+    assert "confined as `pafw run` confines it:" in out.stdout

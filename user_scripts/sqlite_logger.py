@@ -7,15 +7,16 @@ rows (the oldest are deleted), so the file stops growing. Rows are committed eve
 ``commit_interval_s`` seconds and when the action stops (shutdown, hot reload), which spares
 the SD card; a worker killed in between (timeout, memory) loses at most that much.
 
-The database is in WAL mode: you can read it while the appliance writes, e.g.
-``sqlite3 -readonly /var/lib/pafw/datalog/co2.sqlite "SELECT time, concentration_ppm FROM
-measurements ORDER BY id DESC LIMIT 10"``.
-
-The worker runs as ``scripts.worker_user`` (``nobody`` by default when the appliance runs
-as root) and cannot create directories: create the database's directory beforehand, owned
-by that user (``install -d -o nobody -m 0750 /var/lib/pafw/datalog``). A relative path is
-taken from the scripts directory. A database that cannot be opened stops the script at
-load, with the reason in the node status (``last_error``).
+The database lives in the action's persistent data directory, granted with
+``capabilities.data_mb`` (the worker may write nowhere else that survives a restart): a
+relative ``database`` path is taken from there, i.e. ``<state_dir>/python_actions/<node
+id>/data/`` (``/var/lib/pafw/python_actions/datalog/data/co2.sqlite`` on an appliance). It is
+in WAL mode: you can read it while the appliance writes, e.g. ``sqlite3 -readonly
+/var/lib/pafw/python_actions/datalog/data/co2.sqlite "SELECT time, concentration_ppm FROM
+measurements ORDER BY id DESC LIMIT 10"``. Size ``data_mb`` above the database at
+``max_rows`` (about 130 bytes a row) plus its WAL: a worker whose directory outgrows the grant
+is stopped and reported. A database that cannot be opened stops the script at load, with the
+reason in the node status (``last_error``).
 
 Node configuration (under ``processing.default_graph.nodes``; connect it from the
 concentration node):
@@ -29,11 +30,13 @@ concentration node):
     monitored_nodes: [concentration]
     concentration_threshold: 2000.0    # its triggers/clears go to the events table
     python_config:
-      database: /var/lib/pafw/datalog/co2.sqlite
+      database: co2.sqlite             # in the action's data directory
       source_node: concentration
       max_rows: 500000                 # ~12 h at 11.7 results/s; ~60 MB
       commit_interval_s: 5.0
     allowed_imports: [sqlite3]
+    capabilities:
+      data_mb: 256                     # the persistent data directory
 ```
 """
 

@@ -23,6 +23,10 @@ class Capabilities(StrictModel):
     )
     relays: list[str] = Field(default_factory=list, description="names from hal.relays")
     leds: list[str] = Field(default_factory=list, description="names from hal.leds")
+    data_mb: int = Field(
+        0, ge=0, le=100_000,
+        description="a persistent data directory of this size for the script (its working "
+                    "directory: relative paths land there); 0: none")
     network: bool | list[str] = Field(
         False, description="outbound TCP from the worker: a list of 'host:port' it may reach "
                            "(enforced by the kernel), or true for any host (not recommended)")

@@ -4,6 +4,7 @@ a hostile script never slows the DSP loop or the other actions."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -44,7 +45,8 @@ def python_node(script: str, **extra) -> dict:
         "python_class_name": "Counter",
         "monitored_nodes": ["concentration"],
         "concentration_threshold": 2000.0,
-        "python_timeout_ms": 500,
+        # generous: a call's deadline is not what these tests are about (a loaded machine)
+        "python_timeout_ms": 5000,
         "capabilities": {"relays": ["alarm"]},
         **extra}}
 
@@ -196,7 +198,8 @@ class Counter(CustomPythonAction):
 
 
 def test_hostile_script_does_not_slow_the_dsp_or_other_actions(make_doc, tmp_path):
-    scripts, change = configure(tmp_path, [3000.0], python_node("counter.py"))
+    scripts, change = configure(tmp_path, [3000.0], python_node("counter.py",
+                                                                python_timeout_ms=500))
     (scripts / "counter.py").write_text(HOSTILE)
     appliance = Appliance(make_doc(change), realtime=True)
     try:
@@ -255,3 +258,81 @@ def test_config_change_of_the_node_is_applied_and_a_bad_file_is_not(state_env, t
         assert script_version(appliance) == 2
     finally:
         appliance.stop()
+
+
+def escape_node(node_id: str, cls: str, **extra) -> dict:
+    return {"id": node_id, "type": "python_action", "parameters": {
+        "python_script_path": "/user_scripts/escape.py", "python_class_name": cls,
+        "monitored_nodes": ["concentration"], "concentration_threshold": 2000.0,
+        "python_timeout_ms": 30_000, **extra}}
+
+
+def test_slow_and_cpu_burning_scripts_stall_neither_the_dsp_the_tick_nor_a_canary(
+        make_doc, tmp_path):
+    """A 20 s on_update (under a 30 s timeout) and threads burning CPU between calls: the
+    DSP keeps real time, the control loop keeps ticking (data timeouts, every status), the
+    canary's events run, the burner is throttled by its cgroup and its CPU time reported."""
+    import shutil
+
+    from tests.python_action.conftest import SCRIPTS
+
+    scripts, change = configure(tmp_path, [3000.0], escape_node(
+        "py_slow", "SlowUpdate", python_config={"sleep_s": 20}))
+
+    def change_more(data):
+        change(data)
+        graph = data["processing"]["default_graph"]
+        for node in (escape_node("py_burn", "BackgroundBurner", max_cpu_percent=10),
+                     escape_node("py_canary", "Canary")):
+            graph["nodes"].append(node)
+            graph["connections"].append({"from": "concentration", "to": node["id"]})
+
+    shutil.copy(SCRIPTS / "escape.py", scripts / "escape.py")
+    appliance = Appliance(make_doc(change_more), realtime=True)
+    try:
+        appliance.start()
+        canary, burn = handler(appliance, "py_canary"), handler(appliance, "py_burn")
+        assert wait(lambda: canary.successes >= 1 and burn.successes >= 1, timeout=10)
+        assert wait(lambda: handler(appliance, "py_slow").supervisor.calls >= 1, timeout=10)
+        frames0, ticks0, t0 = appliance.analyzer.frames, appliance.control.ticks, \
+            time.monotonic()
+        time.sleep(4.0)  # the slow on_update is in flight all along
+        elapsed = time.monotonic() - t0
+        rate = (appliance.analyzer.frames - frames0) / elapsed
+        ticks = appliance.control.ticks - ticks0
+        slow = handler(appliance, "py_slow").get_status()
+        usage = burn.supervisor.get_status()["worker"]["usage"]
+        assert rate == pytest.approx(48000 / 4096, rel=0.05)
+        assert ticks >= 0.5 * elapsed / appliance.control.tick_s, "the tick waited"
+        assert appliance.control.tick_lag_max_s < 1.0
+        assert slow["worker"]["state"] == "running"  # answered from what is known
+        assert appliance.analyzer.overruns == 0
+        if usage is not None and usage["throttled_periods"] is not None:
+            assert usage["throttled_periods"] > 0 and usage["cpu_s"] > 0
+    finally:
+        appliance.stop()
+
+
+def test_pafw_status_shows_what_confines_each_worker(make_doc, tmp_path):
+    import json
+
+    from firmware.state import json_safe
+    from firmware.status_cmd import summarize
+
+    scripts, change = configure(tmp_path, [500.0], python_node("counter.py"))
+    (scripts / "counter.py").write_text(GOOD.format(version=1))
+    appliance = Appliance(make_doc(change), realtime=True)
+    try:
+        appliance.start()
+        assert reload_until(appliance, lambda s: s["state"] == "running")
+        snapshot = json.loads(json.dumps(json_safe(appliance.get_status())))
+    finally:
+        appliance.stop()
+    snapshot.update(state="running", pid=os.getpid(), written_at=time.time())
+    _running, text = summarize(snapshot)
+    assert "script workers: " in text and "egress" in text
+    protections = next(line for line in text.splitlines() if "protections:" in line)
+    assert "seccomp allow-list" in protections and "landlock ABI" in protections
+    if os.geteuid() == 0:
+        assert "script workers: a uid per action" in text
+        assert "uid 19" in protections and "cgroup" in protections

@@ -106,8 +106,9 @@ def test_unit_exposure_is_at_most_4(tmp_path: Path, capabilities: bool) -> None:
     assert level <= MAX_EXPOSURE, report
     text = unit.read_text()
     if capabilities:
-        assert "AmbientCapabilities=CAP_SETUID CAP_SETGID CAP_KILL\n" in text
-        assert "CapabilityBoundingSet=CAP_SETUID CAP_SETGID CAP_KILL\n" in text
+        caps = "CAP_SETUID CAP_SETGID CAP_KILL CAP_NET_ADMIN CAP_CHOWN CAP_DAC_OVERRIDE CAP_FOWNER"
+        assert f"AmbientCapabilities={caps}\n" in text
+        assert f"CapabilityBoundingSet={caps}\n" in text
     else:
         assert "AmbientCapabilities" not in text
         assert "CapabilityBoundingSet=\n" in text
@@ -483,9 +484,10 @@ class TestUnderSystemd:
         pid = service.main_pids["unit-change"]
         assert pid not in (0, service.main_pids["reapply"])
         status = service.statuses["unit-change"]
-        setuid_setgid_kill = (1 << 7) | (1 << 6) | (1 << 5)
+        # CAP_CHOWN 0, DAC_OVERRIDE 1, FOWNER 3, KILL 5, SETGID 6, SETUID 7, NET_ADMIN 12
+        worker_caps = sum(1 << bit for bit in (0, 1, 3, 5, 6, 7, 12))
         for key in ("CapEff", "CapPrm", "CapAmb", "CapBnd"):
-            assert int(status[key], 16) == setuid_setgid_kill, (key, status[key])
+            assert int(status[key], 16) == worker_caps, (key, status[key])
         assert status["NoNewPrivs"] == "1"
 
     def test_numba_needs_writable_executable_memory(self, service: Service) -> None:

@@ -84,7 +84,7 @@ def test_infinite_loop_is_killed_at_the_deadline_and_restarted(api, logger):
     error, status = run(main())
     assert (error.file, error.line) in ((HOSTILE, 10), (HOSTILE, 11))  # inside the loop
     assert "on_trigger did not return within 400 ms" in str(error)
-    assert status["kills"] == {"timeout": 1, "memory": 0, "crash": 0}
+    assert status["kills"] == {"timeout": 1, "memory": 0, "storage": 0, "crash": 0}
     assert (status["timeouts"], status["restarts"], status["state"]) == (1, 1, "running")
 
 
@@ -167,7 +167,7 @@ def test_crashes_are_reported_and_restarted(api, logger, script, cls, unsafe, re
 
     error, status = run(main())
     assert error.returncode == returncode
-    assert status["kills"] == {"timeout": 0, "memory": 0, "crash": 1}
+    assert status["kills"] == {"timeout": 0, "memory": 0, "storage": 0, "crash": 1}
     assert status["last_error"]["type"] == "WorkerCrashed"
 
 

@@ -55,7 +55,7 @@ def test_problems_carry_line_and_column():
         (2, "import-refused"), (3, "import-refused"), (4, "import-not-allowed"),
         (5, "relative-import"), (6, "dynamic-code"), (7, "dynamic-code"), (8, "dynamic-code"),
         (9, "dynamic-code"), (10, "dynamic-code"), (11, "dynamic-code")]
-    assert str(found[0]) == (f"{SCRIPT}:2:0: import of 'os' is refused: 'os' controls "
+    assert str(found[0]) == (f"{SCRIPT}:2:1: import of 'os' is refused: 'os' controls "
                              "processes, the environment or the interpreter; allowed_imports "
                              "cannot unlock it")
     assert "'eval'" in found[4].message

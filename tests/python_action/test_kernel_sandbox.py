@@ -368,3 +368,22 @@ def test_the_appliance_wide_confinement_is_described():
     assert set(status) == {"per_action_uid", "uid_base", "cgroups", "scratch", "egress"}
     assert status["per_action_uid"] is IS_ROOT
     logging.getLogger(__name__).info("confinement here: %s", status)
+
+
+def test_an_interpreter_workers_cannot_read_is_refused_with_the_path_to_fix():
+    import tempfile
+
+    from firmware.actions.python.confinement import ConfinementError, check_readable_by_others
+
+    # /tmp itself: pytest's base directory is private to its user
+    with tempfile.TemporaryDirectory(prefix="pafw-readable-") as tmp:
+        os.chmod(tmp, 0o755)
+        private = Path(tmp) / "private"
+        library = private / "lib" / "python3"
+        library.mkdir(parents=True)
+        private.chmod(0o700)
+        with pytest.raises(ConfinementError,
+                           match=r"cannot read .*private \(mode drwx------\).*chmod o\+rx"):
+            check_readable_by_others({str(library)})
+        private.chmod(0o755)
+        check_readable_by_others({str(library)})

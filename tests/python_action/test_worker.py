@@ -209,7 +209,7 @@ def test_bad_scripts_fail_the_load_clearly(tmp_path, api, logger):
     assert errors["other.py"] == (f"class 'Missing' not found in {tmp_path / 'other.py'}; "
                                   f"classes defined there: Helper")
     assert "outside the scripts directory" in errors["../hostile.py"]
-    assert errors["dynamic.py"].endswith("dynamic.py:2:4: use of 'eval' is not allowed: "
+    assert errors["dynamic.py"].endswith("dynamic.py:2:5: use of 'eval' is not allowed: "
                                          "scripts may not run code built at run time or "
                                          "reach the builtins")
 

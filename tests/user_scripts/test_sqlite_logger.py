@@ -3,8 +3,12 @@ table, events as they happen, a database readable while running and after the st
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import tempfile
 from pathlib import Path
+
+import pytest
 
 from tests.user_scripts.appliance_run import (
     Run,
@@ -24,16 +28,31 @@ def read_only(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 
 
-def test_rows_per_update_bounded_and_readable(tmp_path):
-    database = tmp_path / "datalog" / "co2.sqlite"
-    database.parent.mkdir()
+@pytest.fixture
+def data_root(tmp_path):
+    """Where the appliance keeps the actions' data directories: reachable by the workers'
+    uids when they get their own (pytest's tmp_path is private to root), else the state
+    directory's."""
+    if os.geteuid() != 0:
+        yield tmp_path / "state" / "python_actions" / "data"
+        return
+    with tempfile.TemporaryDirectory(prefix="pafw-data-") as tmp:
+        os.chmod(tmp, 0o711)
+        yield Path(tmp) / "actions"
+
+
+def test_rows_per_update_bounded_and_readable(tmp_path, data_root):
+    # a relative path: the action's persistent data directory (capabilities.data_mb)
+    database = data_root / "datalog" / "co2.sqlite"
     node = docstring_node("sqlite_logger.py")
-    node["parameters"]["python_config"].update(database=str(database), max_rows=MAX_ROWS,
+    assert node["parameters"]["capabilities"]["data_mb"] > 0
+    node["parameters"]["python_config"].update(database="co2.sqlite", max_rows=MAX_ROWS,
                                                commit_interval_s=0.2)
     install_scripts(tmp_path, "sqlite_logger.py")
     data = make_config(tmp_path, nodes=[node], profile={
         "profile": "steps", "levels_ppm": [500.0, 3000.0, 500.0], "step_s": 2.0,
         "repeat": False})
+    data["scripts"]["data_dir"] = str(data_root)
 
     with Run(load(data)) as run:
         action = run.handler("datalog")

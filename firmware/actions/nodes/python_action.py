@@ -97,9 +97,14 @@ class PythonActionParams(ActionParams):
             problems.append(("capabilities", "mqtt_publish is granted but mqtt.enabled is "
                                              "false"))
         try:
-            script_location(config.paths.scripts_dir, self.python_script_path)
+            location = script_location(config.paths.scripts_dir, self.python_script_path)
         except ScriptError as exc:
             problems.append(("python_script_path", str(exc)))
+        else:
+            if not location.is_file():
+                problems.append(("python_script_path", f"{location} does not exist (the "
+                                 f"scripts directory is {config.paths.scripts_dir}; push the "
+                                 f"script with `pafw script push`)"))
         return problems
 
 
@@ -148,6 +153,7 @@ def worker_spec(node_id: str, params: PythonActionParams, *, scripts_dir: Path,
         max_threads=params.max_threads,
         max_cpu_percent=params.max_cpu_percent,
         scratch_mb=params.scratch_mb,
+        data_mb=params.capabilities.data_mb,
         run_as_user=run_as_user,
     )
 
@@ -159,6 +165,7 @@ class PythonAction(ActionHandler):
         super().__init__(node, ctx)
         params: PythonActionParams = self.params
         state_dir: Path = ctx.extra["state_dir"]
+        self.state_dir = state_dir
         self.scripts_dir: Path = ctx.extra["scripts_dir"]
         self.raw_parameters: dict[str, Any] = ctx.extra.get("raw_parameters", {}).get(
             self.node_id, {})

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from firmware.actions.python import cgroups, egress
+from firmware.actions.python.cgroups import SAFE_NAME
 from firmware.actions.python.sandbox import can_switch_user, effective_capabilities
 from firmware.errors import ScriptError
 
@@ -75,36 +76,65 @@ class Placement:
     tcp_ports: list[int] | None = None
     resolved: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    data_dir: Path | None = None
+    data_mb: int = 0
+    #: (uid, gid) owning the scratch and data directories; None: the appliance's own
+    owner: tuple[int, int] | None = None
+    #: the data directory, open for the worker (inherited, then its working directory: the
+    #: worker's uid needs no right on the state directory's ancestors)
+    data_fd: int | None = None
 
     def init_fields(self) -> dict[str, Any]:
         """What the worker needs of it, merged into the ``init`` frame."""
         return {"worker_uid": self.uid, "worker_gid": self.gid,
                 "scratch_dir": str(self.scratch), "scratch_mb": self.scratch_mb,
-                "tcp_ports": self.tcp_ports, "resolved_hosts": self.resolved}
+                "data_fd": self.data_fd, "tcp_ports": self.tcp_ports,
+                "resolved_hosts": self.resolved}
+
+    def pass_fds(self) -> tuple[int, ...]:
+        """Descriptors the worker inherits."""
+        return () if self.data_fd is None else (self.data_fd,)
+
+    def close_fds(self) -> None:
+        """Close the host's copies once the worker has its own."""
+        if self.data_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.data_fd)
 
     def scratch_bytes(self) -> int:
         """Bytes in the scratch directory (bounded walk: at most 10 000 entries)."""
-        total, seen = 0, 0
-        stack = [str(self.scratch)]
-        while stack and seen < 10_000:
-            with contextlib.suppress(OSError), os.scandir(stack.pop()) as entries:
-                for entry in entries:
-                    seen += 1
-                    with contextlib.suppress(OSError):
-                        if entry.is_dir(follow_symlinks=False):
-                            stack.append(entry.path)
-                        else:
-                            total += entry.stat(follow_symlinks=False).st_blocks * 512
-        return total
+        return _tree_bytes(self.scratch)
+
+    def data_bytes(self) -> int:
+        """Bytes in the data directory."""
+        return _tree_bytes(self.data_dir) if self.data_dir is not None else 0
 
     def get_status(self) -> dict[str, Any]:
         """What confines the worker (JSON-safe)."""
         return {"uid": self.uid, "scratch": str(self.scratch),
                 "scratch_tmpfs": self.scratch_is_tmpfs, "scratch_mb": self.scratch_mb,
+                "data_dir": str(self.data_dir) if self.data_dir else None,
+                "data_mb": self.data_mb,
                 "cgroup": self.cgroup.name if self.cgroup else None,
                 "cgroup_limits": self.cgroup.enforced() if self.cgroup else [],
                 "egress": "nftables" if self.egress_table else None,
                 "tcp_ports": self.tcp_ports, "notes": list(self.notes)}
+
+
+def _tree_bytes(root: Path) -> int:
+    """Bytes allocated below ``root`` (bounded walk: at most 10 000 entries)."""
+    total, seen = 0, 0
+    stack = [str(root)]
+    while stack and seen < 10_000:
+        with contextlib.suppress(OSError), os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                seen += 1
+                with contextlib.suppress(OSError):
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    else:
+                        total += entry.stat(follow_symlinks=False).st_blocks * 512
+    return total
 
 
 def _parse_destination(text: str) -> tuple[str, int]:
@@ -118,9 +148,11 @@ class Confinement:
     _shared: Confinement | None = None
 
     def __init__(self, *, uid_base: int | None = DEFAULT_UID_BASE,
-                 scratch_root: Path | None = None) -> None:
+                 scratch_root: Path | None = None, data_root: Path | None = None) -> None:
         self.uid_base = uid_base
         self.scratch_root = scratch_root or default_scratch_root()
+        #: one directory per action granted data_mb (the appliance sets it: see runtime.py)
+        self.data_root = data_root or self.scratch_root.parent / f"pafw-data-{os.geteuid()}"
         self.switching = can_switch_user()
         caps = effective_capabilities()
         self.root = os.geteuid() == 0
@@ -143,10 +175,10 @@ class Confinement:
         return cls._shared
 
     @classmethod
-    def configure(cls, *, uid_base: int | None,
-                  scratch_root: Path | None = None) -> Confinement:
+    def configure(cls, *, uid_base: int | None, scratch_root: Path | None = None,
+                  data_root: Path | None = None) -> Confinement:
         """Replace the shared instance with one using these settings (appliance start)."""
-        cls._shared = cls(uid_base=uid_base, scratch_root=scratch_root)
+        cls._shared = cls(uid_base=uid_base, scratch_root=scratch_root, data_root=data_root)
         return cls._shared
 
     @property
@@ -189,9 +221,15 @@ class Confinement:
             check_readable_by_others()
             self._checked_readable = True
         placement = Placement(name=name, uid=uid, gid=uid, scratch=self.scratch_root / name,
-                              scratch_mb=spec.scratch_mb, scratch_is_tmpfs=False)
+                              scratch_mb=spec.scratch_mb, scratch_is_tmpfs=False,
+                              owner=self._owner(uid, spec))
+        if placement.owner is None:
+            placement.notes.append("workers share the appliance's uid (it is not root and "
+                                   "holds no CAP_SETUID/CAP_SETGID): they can signal and read "
+                                   "each other")
         try:
             self._make_scratch(placement)
+            self._open_data_dir(placement, spec)
             self._make_cgroup(placement, spec)
             self._network(placement, spec)
         except BaseException:
@@ -214,8 +252,11 @@ class Confinement:
                                        f"{placement.cgroup.name}: {exc}") from None
 
     def release(self, placement: Placement) -> None:
-        """Kill what is left in the cgroup, remove it, the scratch and the egress table."""
+        """Kill what is left in the cgroup, remove it, the scratch and the egress table (the
+        data directory stays)."""
         self._live.pop(placement.name, None)
+        placement.close_fds()
+        placement.data_fd = None
         if placement.cgroup is not None:
             placement.cgroup.remove()
         if placement.egress_table is not None:
@@ -266,7 +307,8 @@ class Confinement:
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir(mode=0o700)
         if self.can_mount:
-            owner = f",uid={placement.uid},gid={placement.gid}" if placement.uid else ""
+            owner = (f",uid={placement.owner[0]},gid={placement.owner[1]}"
+                     if placement.owner else "")
             options = f"size={placement.scratch_mb}m,mode=0700,nr_inodes=4096{owner}"
             libc = ctypes.CDLL(None, use_errno=True)
             if libc.mount(b"pafw-scratch", str(path).encode(), b"tmpfs",
@@ -275,8 +317,45 @@ class Confinement:
                 return
             err = ctypes.get_errno()
             placement.notes.append(f"scratch is not a tmpfs (mount: {os.strerror(err)})")
-        if placement.uid is not None:
-            os.chown(path, placement.uid, placement.gid or placement.uid)
+        if placement.owner is not None:
+            self._chown(path, placement.owner)
+
+    def _owner(self, uid: int | None, spec: WorkerSpec) -> tuple[int, int] | None:
+        """Who owns the worker's directories: its own uid, or run_as_user's."""
+        if uid is not None:
+            return uid, uid
+        if self.switching and spec.run_as_user:
+            import pwd
+
+            with contextlib.suppress(KeyError):
+                entry = pwd.getpwnam(spec.run_as_user)
+                return entry.pw_uid, entry.pw_gid
+        return None
+
+    def _chown(self, path: Path, owner: tuple[int, int]) -> None:
+        try:
+            os.chown(path, *owner, follow_symlinks=False)
+        except PermissionError:
+            raise ConfinementError(
+                f"cannot give {path} to the worker's uid {owner[0]}: the appliance needs "
+                f"CAP_CHOWN (the unit's AmbientCapabilities) or root") from None
+
+    def _open_data_dir(self, placement: Placement, spec: WorkerSpec) -> None:
+        if spec.data_mb <= 0:
+            return
+        root = self.data_root
+        if not root.is_dir():
+            root.mkdir(parents=True, mode=0o711)
+            os.chmod(root, 0o711)
+        path = root / SAFE_NAME.sub("_", spec.node_id)
+        path.mkdir(exist_ok=True, mode=0o700)
+        if placement.owner is not None:
+            check_readable_by_others({str(root)}, need_read=False)
+            for entry in [path, *path.rglob("*")]:  # its uid may have changed
+                if entry.lstat().st_uid != placement.owner[0]:
+                    self._chown(entry, placement.owner)
+        placement.data_dir, placement.data_mb = path, spec.data_mb
+        placement.data_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
 
     def _make_cgroup(self, placement: Placement, spec: WorkerSpec) -> None:
         manager = self.cgroup_manager
@@ -349,17 +428,19 @@ def default_scratch_root() -> Path:
     return Path(tempfile.gettempdir()) / f"pafw-scratch-{os.geteuid()}"
 
 
-def check_readable_by_others() -> None:
+def check_readable_by_others(targets: set[str] | None = None, *,
+                             need_read: bool = True) -> None:
     """ConfinementError naming the first directory or file a uid of its own (no group, not
-    the owner) cannot read: the interpreter's library, the venv and the SDK must be
-    world-readable for workers to import what they need."""
+    the owner) cannot read: the interpreter's library, the venv and the SDK (``targets``)
+    must be world-readable for workers to import what they need."""
     import firmware
 
-    targets = {os.path.dirname(os.__file__), os.path.dirname(os.path.realpath(sys.executable)),
-               os.path.dirname(os.path.realpath(firmware.__file__))}
-    for site in sys.path:
-        if site.endswith("site-packages") and os.path.isdir(site):
-            targets.add(site)
+    if targets is None:
+        targets = {os.path.dirname(os.__file__),
+                   os.path.dirname(os.path.realpath(sys.executable)),
+                   os.path.dirname(os.path.realpath(firmware.__file__))}
+        targets |= {site for site in sys.path
+                    if site.endswith("site-packages") and os.path.isdir(site)}
     for target in sorted(targets):
         path = Path(target).resolve()
         for part in [*reversed(path.parents), path]:
@@ -367,7 +448,7 @@ def check_readable_by_others() -> None:
                 mode = part.stat().st_mode
             except OSError:
                 continue
-            need = stat.S_IXOTH | (stat.S_IROTH if part == path else 0)
+            need = stat.S_IXOTH | (stat.S_IROTH if part == path and need_read else 0)
             if mode & need != need:
                 raise ConfinementError(
                     f"python action workers run as a uid of their own and cannot read "

@@ -78,12 +78,15 @@ class WorkerSpec:
     network_hosts: list[str] = field(default_factory=list)
     timeout_ms: int = 5000
     max_memory_mb: int = 64
-    #: threads the script may start (the cgroup's pids.max and RLIMIT_NPROC add a spare)
+    #: threads the script may start (pids.max adds 4 tasks, RLIMIT_NPROC of the uid 8)
     max_threads: int = 16
     #: CPU the worker may use, in percent of one core (the cgroup's cpu.max)
     max_cpu_percent: int = 50
-    #: size of the private scratch directory (TMPDIR), the only place it may write
+    #: size of the private scratch directory (TMPDIR), emptied at each start
     scratch_mb: int = 16
+    #: size of the action's persistent data directory (its working directory; where it
+    #: lives is the Confinement's choice), 0 for none
+    data_mb: int = 0
     run_as_user: str | None = None
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     log_lines_per_s: int = 20
@@ -97,7 +100,8 @@ class WorkerSpec:
                 "allowed_imports": list(self.allowed_imports),
                 "unsafe_allow_refused_imports": list(self.unsafe_allow_refused_imports),
                 "network": self.network, "max_memory_mb": self.max_memory_mb,
-                "max_threads": self.max_threads, "run_as_user": self.run_as_user,
+                "max_threads": self.max_threads, "data_mb": self.data_mb,
+                "run_as_user": self.run_as_user,
                 "log_lines_per_s": self.log_lines_per_s, "timeout_ms": self.timeout_ms}
 
 
@@ -202,7 +206,8 @@ class PythonWorker:
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-I", "-m", WORKER_MODULE, "--fd", str(theirs.fileno()),
-                "--max-frame", str(spec.max_frame_bytes), pass_fds=(theirs.fileno(),),
+                "--max-frame", str(spec.max_frame_bytes),
+                pass_fds=(theirs.fileno(), *placement.pass_fds()),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE, start_new_session=True,
                 cwd=placement.scratch, env=worker_env(spec, placement.scratch))
@@ -213,6 +218,7 @@ class PythonWorker:
                                 f"{exc}") from None
         finally:
             theirs.close()
+            placement.close_fds()
         init: bytes | None = None
         try:  # in its cgroup before it reads ``init``: no script code has run yet
             self.confinement.attach(placement, self._proc.pid)
@@ -366,13 +372,17 @@ class PythonWorker:
         if placement.cgroup is not None and placement.cgroup.stats().get("oom_kills"):
             reason = (f"worker {self.pid} reached max_memory_mb {self.spec.max_memory_mb} "
                       f"(its cgroup's memory, files in its scratch included); killed")
-        elif not placement.scratch_is_tmpfs:
-            used = placement.scratch_bytes()
-            if used > placement.scratch_mb * MIB:
-                reason = (f"worker {self.pid} wrote {used / MIB:.1f} MiB to its scratch "
-                          f"directory, over scratch_mb {placement.scratch_mb}; killed")
+        elif not placement.scratch_is_tmpfs and (
+                used := placement.scratch_bytes()) > placement.scratch_mb * MIB:
+            reason = (f"worker {self.pid} wrote {used / MIB:.1f} MiB to its scratch "
+                      f"directory, over scratch_mb {placement.scratch_mb}; killed")
+        elif placement.data_dir is not None and (
+                used := placement.data_bytes()) > placement.data_mb * MIB:
+            reason = (f"worker {self.pid} holds {used / MIB:.1f} MiB in its data directory "
+                      f"{placement.data_dir}, over capabilities.data_mb "
+                      f"{placement.data_mb}; killed (delete data or raise the grant)")
         if reason is not None:
-            self.kill("memory")
+            self.kill("memory" if "max_memory_mb" in reason else "storage")
         return reason
 
     def _note_oom_kill(self, code: int) -> None:

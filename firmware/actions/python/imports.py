@@ -176,7 +176,8 @@ def check_tree(tree: ast.AST, *, filename: str, policy: ImportPolicy) -> list[Pr
     problems: list[Problem] = []
 
     def add(node: Any, code: str, message: str) -> None:
-        problems.append(Problem(filename, node.lineno, node.col_offset, code, message))
+        # columns count from 1, like the config's and every editor's
+        problems.append(Problem(filename, node.lineno, node.col_offset + 1, code, message))
 
     def check_import(node: ast.AST, name: str, fromlist: list[str]) -> None:
         message = policy.refusal(name, fromlist)

@@ -80,6 +80,8 @@ class Policy:
 
     read: list[str] = field(default_factory=list)
     write: list[str] = field(default_factory=list)
+    #: directories given as open descriptors (the host's data directory)
+    write_fds: list[int] = field(default_factory=list)
     tcp_ports: list[int] | None = field(default_factory=list)
 
 
@@ -129,7 +131,9 @@ def restrict(policy: Policy) -> dict[str, Any]:
             for path in paths:
                 if not _add_path(libc, fd, path, rights & handled_fs):
                     skipped.append(path)
-        for port in policy.tcp_ports or () if net else ():
+        for fd_path in policy.write_fds:
+            _add_fd(libc, fd, fd_path, (SCRATCH | READ_ONLY) & handled_fs)
+        for port in (policy.tcp_ports or []) if net else []:
             rule = _NetPort(allowed_access=NET_CONNECT_TCP, port=port)
             if libc.syscall(SYS_ADD_RULE, fd, RULE_NET_PORT, ctypes.byref(rule),
                             ctypes.c_uint32(0)) != 0:
@@ -145,6 +149,15 @@ def restrict(policy: Policy) -> dict[str, Any]:
             ("not restricted" if policy.tcp_ports is None else "needs ABI 4"),
             "scoped": "signals, abstract sockets" if abi >= 6 else "needs ABI 6",
             "write": list(policy.write), "missing": skipped}
+
+
+def _add_fd(libc: Any, ruleset: int, directory_fd: int, rights: int) -> None:
+    rule = _PathBeneath(allowed_access=rights, parent_fd=directory_fd)
+    if libc.syscall(SYS_ADD_RULE, ruleset, RULE_PATH_BENEATH, ctypes.byref(rule),
+                    ctypes.c_uint32(0)) != 0:
+        err = ctypes.get_errno()
+        raise LandlockUnavailableError(f"landlock rule for fd {directory_fd}: "
+                                       f"{os.strerror(err)}")
 
 
 def _add_path(libc: Any, ruleset: int, path: str, rights: int) -> bool:

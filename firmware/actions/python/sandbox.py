@@ -261,7 +261,8 @@ def apply_sandbox(spec: dict[str, Any], *, parent_pid: int) -> tuple[dict[str, A
     report["no_new_privs"] = _call("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) is None
     report["rlimits"] = apply_rlimits(
         int(spec["max_memory_mb"]), nproc=max_threads + NPROC_SPARE if switching else None,
-        fsize_mb=int(spec.get("scratch_mb", DEFAULT_SCRATCH_MB)))
+        fsize_mb=max(int(spec.get("scratch_mb", DEFAULT_SCRATCH_MB)),
+                     int(spec.get("data_mb") or 0)))
     from firmware.actions.python import landlock, seccomp  # before the user switch
 
     if switching and uid is not None:
@@ -281,12 +282,19 @@ def apply_sandbox(spec: dict[str, Any], *, parent_pid: int) -> tuple[dict[str, A
         os._exit(1)
     network = network_mode(spec)
     report["network"] = network
+    if spec.get("data_fd") is not None:  # the persistent data directory: its working dir
+        os.fchdir(int(spec["data_fd"]))
+        report["data_dir"] = "working directory"
     try:
         report["landlock"] = landlock.restrict(landlock_policy(spec))
     except OSError as exc:
         report["landlock"] = {"abi": 0, "error": str(exc)}
         warnings.append(f"Landlock not applied ({exc}): files and TCP ports are not "
                         f"confined by the kernel")
+    else:
+        if network == "hosts" and report["landlock"]["abi"] < 4:
+            warnings.append("the kernel's Landlock has no network rules (Linux < 6.7): the "
+                            "granted ports are not enforced by it")
     try:
         report["seccomp"] = seccomp.install(network=network != "none",
                                             datagrams=network == "any")
@@ -323,7 +331,9 @@ def landlock_policy(spec: dict[str, Any]) -> Any:
     scratch = spec.get("scratch_dir")
     network = network_mode(spec)
     ports = None if network == "any" else [int(p) for p in spec.get("tcp_ports") or []]
+    data_fd = spec.get("data_fd")
     return landlock.Policy(read=read, write=[str(scratch)] if scratch else [],
+                           write_fds=[int(data_fd)] if data_fd is not None else [],
                            tcp_ports=ports)
 
 

@@ -100,7 +100,7 @@ class WorkerSupervisor:
         self._stopping = False
         self._durations: deque[float] = deque(maxlen=ring_size)
         self.calls = self.successes = self.failures = self.timeouts = 0
-        self.kills = {"timeout": 0, "memory": 0, "crash": 0}
+        self.kills = {"timeout": 0, "memory": 0, "storage": 0, "crash": 0}
         self.restarts = self.reloads = self.reload_failures = 0
         self.consecutive_failures = 0
         self._last_error: dict[str, Any] | None = None
@@ -256,7 +256,7 @@ class WorkerSupervisor:
             return
         self._worker = None
         reason = worker.kill_reason
-        kind = reason if reason in ("timeout", "memory") else "crash"
+        kind = reason if reason in ("timeout", "memory", "storage") else "crash"
         self.kills[kind] += 1
         if worker.kill_info is not None:  # cut off for a protocol violation or a flood
             self.last_error = _summary(worker.kill_info)
@@ -303,7 +303,9 @@ class WorkerSupervisor:
             if reason is not None:
                 message = f"python action {self.spec.node_id}: {reason}"
                 self.logger.error("%s", message)
-                self.last_error = {"type": "MemoryLimitExceeded", "message": message,
+                kind = ("MemoryLimitExceeded" if worker.kill_reason == "memory"
+                        else "StorageLimitExceeded")
+                self.last_error = {"type": kind, "message": message,
                                    "file": None, "line": None}
                 continue
             rss = worker.rss_bytes()

@@ -133,7 +133,7 @@ class BackgroundBurner(Recorder):
 
         started = 0
         try:
-            for _ in range(data["threads"]):
+            for _ in range(data.get("threads", 8)):
                 threading.Thread(target=burn, daemon=True).start()
                 started += 1
         except BaseException as exc:  # noqa: BLE001
