@@ -18,7 +18,9 @@ from firmware.actions.base import ActionContext, ActionHandler, ActionNode
 from firmware.actions.control import ControlLoop
 from firmware.actions.discovery import DiscoveryEntities
 from firmware.actions.event_log import ActionEventLog
+from firmware.actions.event_store import EventStore, events_path
 from firmware.actions.feed import ResultFeed
+from firmware.actions.history import HistoryEntry
 from firmware.actions.mqtt import MqttLink
 from firmware.actions.nodes.mqtt_action import MqttActionParams, alarm_state_name
 from firmware.actions.nodes.python_action import PythonAction
@@ -44,8 +46,10 @@ class Appliance:
         self.hal: Hal | None = None
         self.mqtt: MqttLink | None = None
         self.handlers: list[ActionHandler] = []
-        #: triggers, outcomes and operator changes of every action (the web stream's source)
-        self.action_events = ActionEventLog()
+        #: triggers, outcomes and operator changes of every action (the web stream's source),
+        #: kept on disk in the state dir across restarts
+        self.action_events = ActionEventLog(
+            store=EventStore(events_path(self.analyzer.state_dir)))
         #: set when something a status reader waits for changed (a script reload)
         self.status_dirty = threading.Event()
         try:
@@ -75,6 +79,7 @@ class Appliance:
         except BaseException:
             self._release()
             raise
+        self._restore_histories()
         self.watcher: ScriptWatcher | None = None
         if cfg.scripts.hot_reload and self.python_handlers:
             self.watcher = ScriptWatcher(cfg.paths.scripts_dir, self._script_changed,
@@ -98,6 +103,16 @@ class Appliance:
         frame_s = cfg.acquisition.frame_size / cfg.acquisition.sample_rate
         self.control = ControlLoop(self.handlers, self.feed,
                                    min_gap_s=min(max(frame_s / 2, 0.005), 0.05))
+
+    def _restore_histories(self) -> None:
+        """Put the events of earlier runs back in their actions' history (oldest first,
+        before anything new), so an action's history survives a restart too."""
+        by_id = {h.node_id: h for h in self.handlers}
+        for entry in self.action_events.entries():
+            handler = by_id.get(entry.action_id)
+            if handler is not None:
+                handler.history.append(HistoryEntry(entry.timestamp, entry.kind,
+                                                    dict(entry.data)))
 
     @property
     def action_nodes(self) -> list[ActionNode]:
@@ -204,6 +219,7 @@ class Appliance:
         self._release()
 
     def _release(self) -> None:
+        self.action_events.close()
         if self.hal is not None:
             self.hal.safe_state()
             self.hal.close()
@@ -225,4 +241,5 @@ class Appliance:
         status["hal"] = self.hal.get_status() if self.hal is not None else None
         status["mqtt"] = self.mqtt.get_status() if self.mqtt is not None else None
         status["config_reload"] = dict(self.config_reload)
+        status["events"] = self.action_events.get_status()
         return status
