@@ -139,11 +139,11 @@ def _cmd_config(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    from firmware.config import load_paths
     from firmware.status_cmd import summarize
     from firmware.status_file import read_snapshot, snapshot_path
 
-    doc = _load(args.config)
-    path = snapshot_path(doc.config.paths.state_dir)
+    path = snapshot_path(load_paths(args.config).state_dir)
     snapshot = read_snapshot(path)
     if snapshot is None:
         raise PafwError(f"no status snapshot at {path}: is `pafw run` running with this "

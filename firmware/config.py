@@ -53,6 +53,7 @@ __all__ = [
     "ProcessingSettings",
     "default_config_text",
     "load_config",
+    "load_paths",
 ]
 
 GRAPH_PATH: KeyPath = ("processing", "default_graph")
@@ -188,3 +189,31 @@ def load_config(
                  for (line, col), kp, msg in sorted(problems, key=lambda p: p[0])]
         raise ConfigError(list(dict.fromkeys(lines)))
     return ConfigDocument(config, path, name, parsed.positions)
+
+
+def load_paths(path: Path | None = None, *, env: Mapping[str, str] | None = None
+               ) -> PathsSettings:
+    """Only the ``paths`` section of a config (``pafw status``, ``pafw export``).
+
+    Reads and checks that section alone: validating the whole file would import every node
+    type (scipy, numba: seconds on a Pi) to tell where the state dir is. Errors in the
+    section are reported like ``load_config``'s, ``file:line:col: paths.x: message``.
+    """
+    text = default_config_text() if path is None else _read(path)
+    name = "<default config>" if path is None else str(path)
+    parsed = parse_yaml(text, os.environ if env is None else env)
+    syntax = [p for p in parsed.problems if not p.path or p.path[0] == "paths"]
+    data = parsed.data.get("paths") if isinstance(parsed.data, dict) else None
+    problems = [(p.position, p.path, p.message) for p in syntax]
+    settings: PathsSettings | None = None
+    if parsed.syntax_ok:
+        try:
+            settings = PathsSettings.model_validate({} if data is None else data)
+        except ValidationError as exc:
+            for key_path, message in validation_problems(exc, data, PathsSettings):
+                full = ("paths", *key_path)
+                problems.append((closest_position(parsed.positions, full), full, message))
+    if problems or settings is None:
+        raise ConfigError([f"{name}:{line}:{col}: {format_key_path(kp)}: {msg}"
+                           for (line, col), kp, msg in sorted(problems, key=lambda p: p[0])])
+    return settings
