@@ -234,9 +234,13 @@ class Outbox:
         """Close the database and release the file lock; idempotent."""
         with self._lock:
             if getattr(self, "_db", None) is not None:
-                meta = dict(self._db.execute(  # type: ignore[union-attr]
-                    "SELECT key, value FROM meta").fetchall())
-                self._closed_counts = (int(meta.get("dropped", 0)), int(meta.get("seq", 0)))
+                try:  # a database that failed to open has no counters to keep
+                    meta = dict(self._db.execute(  # type: ignore[union-attr]
+                        "SELECT key, value FROM meta").fetchall())
+                    self._closed_counts = (int(meta.get("dropped", 0)),
+                                           int(meta.get("seq", 0)))
+                except sqlite3.Error:
+                    pass
                 self._db.close()  # type: ignore[union-attr]
                 self._db = None
             if getattr(self, "_lock_fd", -1) >= 0:
