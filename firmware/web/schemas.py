@@ -390,10 +390,19 @@ class ActionEvent(Shape):
     data: dict[str, Any]
 
 
+class EventsResponse(Shape):
+    """``GET /api/v1/events``: the newest action events after ``since``, oldest first
+    (``last_seq``: the newest event's number, to ask for what follows)."""
+
+    last_seq: int
+    count: int
+    events: list[ActionEvent]
+
+
 #: every model the OpenAPI document lists under components/schemas
 DOCUMENTED: tuple[type[BaseModel], ...] = (
     ErrorResponse, ApplianceStatus, ResultsResponse, GraphResponse, ActionsResponse,
     ActionSummary, HistoryResponse, OutputsResponse, SpectrumResponse, TrendResponse,
     AcknowledgeResponse, AcknowledgeAllResponse, PulseRequest, PulseResponse, ReloadResponse,
-    Health, ResultsEvent, StatusEvent, ActionEvent,
+    Health, ResultsEvent, StatusEvent, ActionEvent, EventsResponse,
 )
