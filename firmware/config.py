@@ -35,7 +35,7 @@ from firmware.config_models import (
     PathsSettings,
     ProcessingSettings,
 )
-from firmware.config_yaml import KeyPath, Position, format_key_path, parse_yaml
+from firmware.config_yaml import KeyPath, Position, format_key_path, node_names, parse_yaml
 from firmware.dsp.source_settings import AcquisitionSettings
 from firmware.errors import ConfigError
 
@@ -86,9 +86,18 @@ class ConfigDocument:
         line, column = self.position(key_path)
         return f"{self.name}:{line}:{column}"
 
+    @property
+    def node_names(self) -> dict[int, str]:
+        """Index -> id of the graph's nodes, to name them in key paths."""
+        return {i: n.id for i, n in enumerate(self.config.processing.default_graph.nodes)}
+
+    def key_path(self, key_path: KeyPath) -> str:
+        """``key_path`` for people: graph nodes named by their ids."""
+        return format_key_path(key_path, self.node_names)
+
     def locate(self, key_path: KeyPath, message: str) -> str:
         """One problem line: ``file:line:col: key.path: message``."""
-        return f"{self.where(key_path)}: {format_key_path(key_path)}: {message}"
+        return f"{self.where(key_path)}: {self.key_path(key_path)}: {message}"
 
     def node_path(self, node_id: str) -> KeyPath:
         """Key path of the node with ``node_id`` (the graph's when there is none)."""
@@ -98,12 +107,12 @@ class ConfigDocument:
         return (*GRAPH_PATH, "nodes")
 
     def node_location(self, node_id: str) -> str:
-        """``file:line:col: processing.default_graph.nodes[i]`` of node ``node_id``.
+        """``file:line:col: processing.default_graph.nodes[<id>]`` of node ``node_id``.
 
         A prefix for errors found when the graph is built (``f"{loc}: {message}"``).
         """
         path = self.node_path(node_id)
-        return f"{self.where(path)}: {format_key_path(path)}"
+        return f"{self.where(path)}: {self.key_path(path)}"
 
     def node_error(self, node_id: str, error: ConfigError | str) -> ConfigError:
         """``error`` (a message or a ConfigError about node ``node_id``) with its location."""
@@ -185,7 +194,8 @@ def load_config(
                     position = closest_position(parsed.positions, key_path)
                     problems.append((position, key_path, message))
     if problems or config is None:
-        lines = [f"{name}:{line}:{col}: {format_key_path(kp)}: {msg}"
+        names = node_names(data)
+        lines = [f"{name}:{line}:{col}: {format_key_path(kp, names)}: {msg}"
                  for (line, col), kp, msg in sorted(problems, key=lambda p: p[0])]
         raise ConfigError(list(dict.fromkeys(lines)))
     return ConfigDocument(config, path, name, parsed.positions)

@@ -64,7 +64,12 @@ class TlsSettings(StrictModel):
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         """Expand ``~`` so files under the service user's home can be named as usual."""
-        return None if value is None else value.expanduser()
+        if value is None:
+            return None
+        try:
+            return value.expanduser()
+        except RuntimeError as exc:  # "~user" unknown, or no home directory
+            raise ValueError(f"cannot expand '~' ({exc})") from None
 
     @model_validator(mode="after")
     def _consistent(self) -> TlsSettings:
