@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from firmware.config_chain import chain_problems
 from firmware.config_graph import graph_problems
 from firmware.config_messages import validation_problems
 from firmware.config_models import (
@@ -76,6 +77,8 @@ class ConfigDocument:
     path: Path | None = None
     name: str = "<config>"
     positions: Mapping[KeyPath, Position] = field(default_factory=dict)
+    #: what is valid but probably not meant, each ``file:line:col: key.path: message``
+    warnings: tuple[str, ...] = ()
 
     def position(self, key_path: KeyPath) -> Position:
         """(line, column) of the closest existing key on ``key_path`` (1, 1 if none)."""
@@ -119,9 +122,17 @@ class ConfigDocument:
         problems = [error] if isinstance(error, str) else error.problems
         return ConfigError([f"{self.node_location(node_id)}: {p}" for p in problems])
 
+    def chain_warnings(self) -> tuple[str, ...]:
+        """The signal chain's warnings (``config_chain``) for this document's config, located
+        (recomputed for a changed config, e.g. ``analyze`` reading a WAV file)."""
+        return tuple(self.locate((*GRAPH_PATH, "nodes", p.index, "parameters", *p.key),
+                                 p.message)
+                     for p in chain_problems(self.config) if not p.error)
+
     def with_config(self, config: Config) -> ConfigDocument:
         """The same document (name, positions) around a changed ``config``."""
-        return replace(self, config=config)
+        changed = replace(self, config=config)
+        return replace(changed, warnings=changed.chain_warnings())
 
 
 def default_config_text() -> str:
@@ -198,7 +209,8 @@ def load_config(
         lines = [f"{name}:{line}:{col}: {format_key_path(kp, names)}: {msg}"
                  for (line, col), kp, msg in sorted(problems, key=lambda p: p[0])]
         raise ConfigError(list(dict.fromkeys(lines)))
-    return ConfigDocument(config, path, name, parsed.positions)
+    doc = ConfigDocument(config, path, name, parsed.positions)
+    return replace(doc, warnings=doc.chain_warnings())
 
 
 def load_paths(path: Path | None = None, *, env: Mapping[str, str] | None = None
