@@ -145,8 +145,20 @@ def _cmd_config(args: argparse.Namespace, out: TextIO) -> int:
 
     doc = _load(args.file)
     check_graph(doc)
-    out.write(f"{args.file}: OK ({len(doc.config.processing.default_graph.nodes)} nodes)\n")
+    _print_warnings(doc.warnings)
+    count = len(doc.warnings)
+    warned = f", {count} warning{'s' if count != 1 else ''}" if count else ""
+    out.write(f"{args.file}: OK ({len(doc.config.processing.default_graph.nodes)} nodes"
+              f"{warned})\n")
     return EXIT_OK
+
+
+def _print_warnings(warnings: tuple[str, ...] | list[str]) -> None:
+    """Config and analysis warnings on stderr, one per line, like errors."""
+    if warnings:
+        print("pafw: warning:", file=sys.stderr)
+        for warning in warnings:
+            print(f"  {warning}", file=sys.stderr)
 
 
 def _cmd_status(args: argparse.Namespace, out: TextIO) -> int:
@@ -205,17 +217,20 @@ def _cmd_script(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace, out: TextIO) -> int:
-    from firmware.offline import analyze
+    from firmware.offline import AnalyzeReport, analyze, detection_warnings, wav_document
 
     if not args.file.is_file():
         raise PafwError(f"{args.file}: no such file")
     doc = _load(args.config)
+    _print_warnings(wav_document(doc, args.file).warnings)
+    report = AnalyzeReport()
     if args.out is None:
-        analyze(doc, args.file, out, fmt=args.format)
+        analyze(doc, args.file, out, fmt=args.format, report=report)
     else:
         with args.out.open("w", newline="") as fh:
-            rows = analyze(doc, args.file, fh, fmt=args.format)
+            rows = analyze(doc, args.file, fh, fmt=args.format, report=report)
         print(f"wrote {rows} rows to {args.out}", file=sys.stderr)
+    _print_warnings(detection_warnings(report))
     return EXIT_OK
 
 
