@@ -58,7 +58,8 @@ class Appliance:
             if cfg.mqtt.enabled:
                 self.mqtt = MqttLink(cfg.mqtt, device_id=cfg.device.id,
                                      state_dir=self.analyzer.state_dir,
-                                     software_version=__version__, device_name=cfg.device.name)
+                                     software_version=__version__, device_name=cfg.device.name,
+                                     gas=cfg.device.gas)
             ctx = ActionContext(
                 state=self.analyzer.state, device_id=cfg.device.id, hal=self.hal,
                 mqtt=self.mqtt, health=self.fault, events=self.action_events,

@@ -98,7 +98,9 @@ class DiscoverySettings(StrictModel):
     enabled: bool = True
     prefix: str = "homeassistant"
     gas_device_class: str = Field("carbon_dioxide", pattern=r"^[a-z][a-z0-9_]*$")
-    gas_name: str = Field("CO2", min_length=1, max_length=64)
+    gas_name: str | None = Field(
+        None, min_length=1, max_length=64,
+        description="the sensor's name in Home Assistant (null: device.gas)")
 
     @field_validator("prefix")
     @classmethod

@@ -91,14 +91,19 @@ class MqttSummary(Shape):
 
 
 class DeviceInfo(Shape):
+    """Who the appliance is and what it measures (``gas``: ``device.gas``)."""
+
     id: str
     name: str
+    gas: str
 
 
 class ApplianceStatus(Shape):
     """``GET /api/v1/status`` (and every ``status`` stream event)."""
 
     device: DeviceInfo
+    #: whether a token is configured (web.token): without one every write is refused
+    writes_enabled: bool
     version: str
     timestamp: float
     time: str
