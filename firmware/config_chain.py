@@ -59,7 +59,8 @@ def _search_band(node: NodeSettings) -> tuple[Band, tuple[str, ...]] | None:
     """What a detector listens to, and the parameter that sets it."""
     params = node.params
     if node.type == "peak_finder":
-        return (params.frequency_min, params.frequency_max), ("frequency_min",)
+        key = "center_frequency" if params.center_frequency is not None else "frequency_min"
+        return (params.frequency_min, params.frequency_max), (key,)
     if node.type == "lockin":
         return (params.reference_frequency, params.reference_frequency), \
             ("reference_frequency",)

@@ -113,7 +113,7 @@ DEFAULT_GRAPH: dict[str, Any] = {
         {"id": "gain", "type": "gain", "parameters": {"gain_db": 0.0}},
         {"id": "differential", "type": "differential"},
         {"id": "peak_finder", "type": "peak_finder", "parameters": {
-            "fft_size": 4096, "frequency_min": 1700.0, "frequency_max": 2300.0,
+            "fft_size": 4096, "center_frequency": 2000.0, "bandwidth": 600.0,
             "window": "hann", "detection_threshold_db": 12.0, "coherence_frames": 5,
             "smoothing": 1.0}},
         {"id": "concentration", "type": "concentration", "parameters": {
@@ -236,6 +236,11 @@ class Config(StrictModel):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     scripts: ScriptsSettings = Field(default_factory=ScriptsSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    values: dict[str, Any] = Field(
+        default_factory=dict,
+        description="named values (YAML anchors, ``name: &name 2000.0``) that node parameters "
+        "and other sections refer to with ``*name``: a value set once, used everywhere; the "
+        "section itself configures nothing")
 
     @model_validator(mode="after")
     def _nodes_match_sections(self) -> Config:

@@ -277,6 +277,10 @@ def _syntax_problem(text: str, exc: yaml.YAMLError) -> YamlProblem:
     if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
         mark = exc.problem_mark
         message = exc.problem or "invalid YAML"
+        if message.startswith("found undefined alias"):
+            name = message.rsplit(" ", 1)[-1].strip("'")
+            message += (f"; the anchor &{name} must be defined before its first use *{name} "
+                        f"(put shared values in the 'values:' section at the top of the file)")
         if exc.context:
             where = ""
             if exc.context_mark is not None:

@@ -47,7 +47,8 @@ def test_build_time_error_is_reported_at_the_node(state_env, tmp_path):
     data = yaml.safe_load(pafw(["config", "default"], state_env).stdout)
     for node in data["processing"]["default_graph"]["nodes"]:
         if node["id"] == "peak_finder":
-            node["parameters"]["frequency_max"] = 30000.0
+            del node["parameters"]["center_frequency"], node["parameters"]["bandwidth"]
+            node["parameters"].update(frequency_min=1700.0, frequency_max=30000.0)
     path = tmp_path / "nyquist.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     out = pafw(["config", "check", str(path)], state_env)

@@ -83,10 +83,11 @@ def test_default_graph_constant_is_the_default_files_processing_part() -> None:
 def test_default_file_only_differs_from_model_defaults_where_known() -> None:
     """"Every value shown is the default unless its comment says otherwise": the file and the
     models agree except for the demo parts marked so (the simulator's concentration profile,
-    the action nodes and the relay and LED they drive)."""
+    the action nodes and the relay and LED they drive) and the named values they use."""
     shipped = load_config(None, env={}).config.model_dump(by_alias=True)
     built_in = Config().model_dump(by_alias=True)
     for config in (shipped, built_in):
+        config.pop("values")
         config["acquisition"]["simulator"].pop("concentration")
         config["processing"].pop("default_graph")
         config["hal"].pop("relays")
@@ -242,7 +243,7 @@ BAD_CONFIGS: list[tuple[str, str, str]] = [
     ("unknown top-level key",
      "devce:\n  id: x\n",
      r"bad\.yaml:1:1: devce: unknown key 'devce'; did you mean 'device'\? \(expected one of: "
-     r"device, acquisition, processing, paths, logging, hal, mqtt, scripts, web\)"),
+     r"device, acquisition, processing, paths, logging, hal, mqtt, scripts, web, values\)"),
     ("unknown nested key",
      "acquisition:\n  simulator:\n    q_factr: 20\n",
      r"bad\.yaml:3:5: acquisition\.simulator\.q_factr: unknown key 'q_factr'; "

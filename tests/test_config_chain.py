@@ -14,6 +14,10 @@ import pytest
 from firmware.config import default_config_text, load_config
 from firmware.errors import ConfigError
 
+#: the default peak finder's search band, as written in the default config
+SEARCH = ("center_frequency: *resonance_hz   # search band: the filter's (or frequency_min\n"
+          "          bandwidth: *band_hz               # and frequency_max in Hz)")
+
 
 def variant(replacements: dict[str, str]) -> str:
     """The default config with each key's text replaced by its value."""
@@ -29,9 +33,8 @@ def line_of(text: str, fragment: str) -> int:
 
 
 def test_a_bandpass_that_misses_the_search_band_is_an_error(tmp_path: Path) -> None:
-    text = variant({"center_frequency: 2000.0": "center_frequency: 5000.0",
-                    "frequency_min: 1700.0": "frequency_min: 2100.0",
-                    "frequency_max: 2300.0": "frequency_max: 2700.0"})
+    text = variant({SEARCH: "frequency_min: 2100.0\n          frequency_max: 2700.0",
+                    "center_frequency: *resonance_hz\n": "center_frequency: 5000.0\n"})
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "c.yaml", text=text)
     [problem] = caught.value.problems
@@ -50,20 +53,21 @@ def test_a_bandpass_that_misses_the_search_band_is_an_error(tmp_path: Path) -> N
 def test_other_filters_that_block_the_search_band(band: str, detail: str) -> None:
     text = default_config_text().replace(
         "band: bandpass        # bandpass | bandstop | lowpass | highpass\n"
-        "          order: 4\n          center_frequency: 2000.0\n          bandwidth: 600.0",
+        "          order: 4\n          center_frequency: *resonance_hz\n"
+        "          bandwidth: *band_hz",
         f"{band}\n          order: 4")
+    assert band in text
     with pytest.raises(ConfigError, match=detail) as caught:
         load_config(text=text)
     assert "can never detect" in str(caught.value)
 
 
 def test_a_lockin_reference_outside_the_pass_band_is_an_error() -> None:
-    text = default_config_text().replace(
+    text = default_config_text().replace(SEARCH, "").replace(
         "type: peak_finder\n        parameters:\n          fft_size: 4096",
         "type: lockin\n        parameters:\n          reference_frequency: 3000.0\n"
         "          time_constant_s: 0.05\n          # fft_size: 4096")
-    for key in ("frequency_min", "frequency_max", "window", "detection_threshold_db",
-                "coherence_frames", "smoothing"):
+    for key in ("window", "detection_threshold_db", "coherence_frames", "smoothing"):
         text = text.replace(f"          {key}:", f"          # {key}:")
     with pytest.raises(ConfigError) as caught:
         load_config(text=text)
@@ -72,8 +76,8 @@ def test_a_lockin_reference_outside_the_pass_band_is_an_error() -> None:
 
 
 def test_a_partial_overlap_and_a_misplaced_simulator_are_warnings() -> None:
-    text = variant({"frequency_min: 1700.0": "frequency_min: 1500.0",
-                    "resonance_hz: 2000.0": "resonance_hz: 2600.0"})
+    text = variant({SEARCH: "frequency_min: 1500.0\n          frequency_max: 2300.0",
+                    "resonance_hz: *resonance_hz": "resonance_hz: 2600.0"})
     doc = load_config(text=text)
     assert len(doc.warnings) == 2
     partial, simulator = doc.warnings
@@ -86,7 +90,7 @@ def test_a_partial_overlap_and_a_misplaced_simulator_are_warnings() -> None:
 
 
 def test_a_frequency_trigger_expecting_an_unsearched_frequency_is_a_warning() -> None:
-    text = variant({"expected_hz: 2000.0": "expected_hz: 2600.0"})
+    text = variant({"expected_hz: *resonance_hz": "expected_hz: 2600.0"})
     [warning] = load_config(text=text).warnings
     line = line_of(text, "expected_hz: 2600")
     assert warning.startswith(f"<text>:{line}:15: processing.default_graph.nodes[mqtt]"
@@ -102,9 +106,8 @@ def pafw(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Complete
 def test_config_check_prints_warnings_and_analyze_names_why_nothing_was_detected(
         state_env: dict[str, str], tmp_path: Path) -> None:
     off = tmp_path / "off.yaml"
-    off.write_text(variant({"center_frequency: 2000.0": "center_frequency: 2400.0",
-                            "frequency_min: 1700.0": "frequency_min: 2100.0",
-                            "frequency_max: 2300.0": "frequency_max: 2700.0"}))
+    off.write_text(variant({SEARCH: "frequency_min: 2100.0\n          frequency_max: 2700.0",
+                            "center_frequency: *resonance_hz\n": "center_frequency: 2400.0\n"}))
     checked = pafw(["config", "check", str(off)], state_env, tmp_path)
     assert checked.returncode == 0, checked.stderr
     assert "OK (9 nodes, 1 warning)" in checked.stdout
