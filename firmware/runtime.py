@@ -194,17 +194,21 @@ class Appliance:
         )
 
     def start(self) -> float:
-        """Start MQTT, the actions, then warm up and start the DSP thread; returns the
-        warm-up time in seconds."""
+        """Start MQTT, warm up the kernels, start the actions, then the DSP thread; returns
+        the warm-up time in seconds.
+
+        The actions start after the warm-up: a data timeout counts from their start, and a
+        first compile of the kernels (seconds on a Pi) is not a sensor that stopped talking.
+        """
         if self.mqtt is not None:
             self.mqtt.start()
             if self.doc.config.mqtt.discovery.enabled:
                 self.mqtt.set_discovery(self.discovery_entities())
+        warm = self.analyzer.warm_up()
         self.control.start()
         for watcher in (self.watcher, self.config_watcher):
             if watcher is not None:
                 watcher.start()
-        warm = self.analyzer.warm_up()
         self.analyzer.start()
         return warm
 

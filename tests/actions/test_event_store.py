@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from firmware.actions.event_log import ActionEventLog
 from firmware.actions.event_store import EventStore, events_path
@@ -16,6 +17,7 @@ from tests.actions.test_builtin_actions import (
     scenario,
     wait_until,
 )
+from tests.conftest import graph_node
 
 
 def test_store_rotates_and_stays_bounded(tmp_path):
@@ -86,3 +88,31 @@ def test_crossings_are_logged_and_survive_a_restart(make_doc, caplog):
         assert restarted.action_events.record("alarm_relay", "enabled", {}).seq == last_seq + 1
     finally:
         restarted.stop()
+
+
+def test_a_slow_warm_up_is_not_a_data_timeout(make_doc, monkeypatch):
+    """The kernels compile before the actions start: a first start on a Pi (seconds of
+    compiling) must not fire every data timeout and light the fault LED."""
+    def slow_timeout(data):
+        scenario(data, [500.0])
+        for trigger in graph_node(data, "status_led")["parameters"]["triggers"]:
+            if trigger["type"] == "data_timeout":
+                trigger["timeout_s"] = 2.0
+
+    appliance = Appliance(make_doc(slow_timeout), realtime=True)
+    warm_up = appliance.analyzer.warm_up
+
+    def slow_warm_up(*args, **kwargs):
+        seconds = warm_up(*args, **kwargs)
+        time.sleep(3.0)  # a compile longer than the data timeout
+        return seconds + 3.0
+
+    monkeypatch.setattr(appliance.analyzer, "warm_up", slow_warm_up)
+    try:
+        appliance.start()
+        led = handler(appliance, "status_led")
+        assert wait_until(lambda: led.updates > 5, timeout=30)
+    finally:
+        appliance.stop()
+    fired = [e for e in appliance.action_events.entries() if e.kind == "trigger"]
+    assert fired == [] and led.triggers == 0
