@@ -102,19 +102,22 @@ class ConfigDocument:
         """One problem line: ``file:line:col: key.path: message``."""
         return f"{self.where(key_path)}: {self.key_path(key_path)}: {message}"
 
-    def node_path(self, node_id: str) -> KeyPath:
-        """Key path of the node with ``node_id`` (the graph's when there is none)."""
+    def node_path(self, node_id: str, key: str | None = None) -> KeyPath:
+        """Key path of the node with ``node_id`` (the graph's when there is none), or of its
+        parameter ``key``."""
         for index, node in enumerate(self.config.processing.default_graph.nodes):
             if node.id == node_id:
-                return (*GRAPH_PATH, "nodes", index)
+                path: KeyPath = (*GRAPH_PATH, "nodes", index)
+                return path if key is None else (*path, "parameters", key)
         return (*GRAPH_PATH, "nodes")
 
-    def node_location(self, node_id: str) -> str:
-        """``file:line:col: processing.default_graph.nodes[<id>]`` of node ``node_id``.
+    def node_location(self, node_id: str, key: str | None = None) -> str:
+        """``file:line:col: processing.default_graph.nodes[<id>]`` of node ``node_id`` (with
+        ``.parameters.<key>`` and that key's line when given).
 
         A prefix for errors found when the graph is built (``f"{loc}: {message}"``).
         """
-        path = self.node_path(node_id)
+        path = self.node_path(node_id, key)
         return f"{self.where(path)}: {self.key_path(path)}"
 
     def node_error(self, node_id: str, error: ConfigError | str) -> ConfigError:

@@ -54,6 +54,10 @@ def test_build_time_error_is_reported_at_the_node(state_env, tmp_path):
     out = pafw(["config", "check", str(path)], state_env)
     assert out.returncode == 2
     assert str(path) in out.stderr and "Nyquist" in out.stderr
+    line = next(i for i, t in enumerate(path.read_text().splitlines(), 1)
+                if "frequency_max: 30000" in t)
+    assert f"{path}:{line}:" in out.stderr  # the key's own line
+    assert "nodes[peak_finder].parameters.frequency_max: " in out.stderr
     assert "Traceback" not in out.stderr
 
 

@@ -54,7 +54,8 @@ def test_filter_edge_above_nyquist_is_located_config_error(make_doc):
         graph_node(data, "peak_finder")["parameters"].update(center_frequency=23800.0,
                                                              bandwidth=300.0)
 
-    with pytest.raises(ConfigError, match=r":\d+:\d+: .*nodes\[bandpass\]: .*'bandpass'"):
+    with pytest.raises(ConfigError, match=r":\d+:\d+: processing\.default_graph\.nodes"
+                       r"\[bandpass\]\.parameters\.center_frequency: .*'bandpass'.*Nyquist"):
         check_graph(make_doc(too_high))
 
 

@@ -12,7 +12,7 @@ from firmware.dsp.node import BuildContext, Node
 from firmware.dsp.peaks import PeakFinder
 from firmware.dsp.registry import register
 from firmware.dsp.spectrum_tap import SpectrumTap
-from firmware.errors import ConfigError, DspError
+from firmware.errors import ConfigError, DspError, NodeParameterError
 from firmware.state import ComputingResult
 from firmware.strict_model import StrictModel
 
@@ -79,10 +79,11 @@ class PeakFinderNode(Node):
         super().__init__(node_id, params, ctx)
         nyquist = ctx.sample_rate / 2.0
         if params.frequency_max > nyquist:
-            raise ConfigError(
+            raise NodeParameterError(
                 f"node {node_id!r} (peak_finder): frequency_max {params.frequency_max} Hz is "
-                f"above the Nyquist frequency {nyquist} Hz of a {ctx.sample_rate} Hz stream"
-            )
+                f"above the Nyquist frequency {nyquist} Hz of a {ctx.sample_rate} Hz stream",
+                key="center_frequency" if params.center_frequency is not None
+                else "frequency_max")
         try:
             self._finder = PeakFinder(
                 sample_rate=ctx.sample_rate,
