@@ -103,6 +103,8 @@ class Analyzer:
         self.frame_hooks: list[Callable[[], None]] = []
         self.started_monotonic = time.monotonic()
         self.last_frame: Frame | None = None
+        #: monotonic time the newest frame's processing ended (None before the first)
+        self.last_frame_done: float | None = None
         self.fault: str | None = None
         self.finished = threading.Event()
         self._stop = threading.Event()
@@ -147,6 +149,7 @@ class Analyzer:
         if self.graph.last_frame_ns * 1e-9 > frame.duration_s:
             self.overruns += 1
         self.last_frame = frame
+        self.last_frame_done = time.monotonic()
 
     def run(self, max_frames: int | None = None) -> None:
         """Read and process frames until stopped, the stream ends or ``max_frames``."""

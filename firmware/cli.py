@@ -1,4 +1,5 @@
-"""The `pafw` command line: run | config check/default | analyze | simulate | bench.
+"""The `pafw` command line: run | status | export | config check/default | script | analyze |
+simulate | bench.
 
 Expected failures (bad config, missing file, unusable device) print one clear message and
 exit non-zero without a traceback: 2 for configuration errors, 1 for the rest.
@@ -35,6 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="the running appliance's status (from its state dir)")
     status.add_argument("--config", type=Path, help="the appliance's config file")
     status.add_argument("--json", action="store_true", help="print the whole snapshot as JSON")
+
+    export = sub.add_parser(
+        "export", help="the measurements kept in the state dir as CSV (per node and second)")
+    export.add_argument("--config", type=Path, help="the appliance's config file")
+    export.add_argument("--from", dest="since", metavar="TIME",
+                        help="start: epoch seconds or ISO 8601 (default: the oldest kept)")
+    export.add_argument("--to", dest="until", metavar="TIME",
+                        help="end: epoch seconds or ISO 8601 (default: now)")
+    export.add_argument("--node", help="one computing node id (default: all)")
+    export.add_argument("--out", type=Path, help="output file (default: stdout)")
 
     config = sub.add_parser("config", help="check or print configuration")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -134,16 +145,28 @@ def _cmd_config(args: argparse.Namespace, out: TextIO) -> int:
 
     doc = _load(args.file)
     check_graph(doc)
-    out.write(f"{args.file}: OK ({len(doc.config.processing.default_graph.nodes)} nodes)\n")
+    _print_warnings(doc.warnings)
+    count = len(doc.warnings)
+    warned = f", {count} warning{'s' if count != 1 else ''}" if count else ""
+    out.write(f"{args.file}: OK ({len(doc.config.processing.default_graph.nodes)} nodes"
+              f"{warned})\n")
     return EXIT_OK
 
 
+def _print_warnings(warnings: tuple[str, ...] | list[str]) -> None:
+    """Config and analysis warnings on stderr, one per line, like errors."""
+    if warnings:
+        print("pafw: warning:", file=sys.stderr)
+        for warning in warnings:
+            print(f"  {warning}", file=sys.stderr)
+
+
 def _cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    from firmware.config import load_paths
     from firmware.status_cmd import summarize
     from firmware.status_file import read_snapshot, snapshot_path
 
-    doc = _load(args.config)
-    path = snapshot_path(doc.config.paths.state_dir)
+    path = snapshot_path(load_paths(args.config).state_dir)
     snapshot = read_snapshot(path)
     if snapshot is None:
         raise PafwError(f"no status snapshot at {path}: is `pafw run` running with this "
@@ -151,6 +174,28 @@ def _cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     running, summary = summarize(snapshot)
     out.write(json.dumps(snapshot, indent=2) + "\n" if args.json else summary + "\n")
     return EXIT_OK if running else EXIT_FAILURE
+
+
+def _cmd_export(args: argparse.Namespace, out: TextIO) -> int:
+    import math
+    import time
+
+    from firmware.config import load_paths
+    from firmware.export import parse_time, stored_series, write_csv
+
+    since = -math.inf if args.since is None else parse_time(args.since, "--from")
+    until = time.time() if args.until is None else parse_time(args.until, "--to")
+    if since > until:
+        raise PafwError(f"--from ({args.since}) is after --to ({args.until or 'now'})")
+    state_dir = load_paths(args.config).state_dir
+    series = stored_series(state_dir, since=since, until=until, node=args.node)
+    if args.out is None:
+        write_csv(series, out)
+        return EXIT_OK
+    with args.out.open("w", newline="", encoding="utf-8") as fh:
+        rows = write_csv(series, fh)
+    print(f"wrote {rows} rows to {args.out}", file=sys.stderr)
+    return EXIT_OK
 
 
 def _cmd_script(args: argparse.Namespace, out: TextIO) -> int:
@@ -172,17 +217,20 @@ def _cmd_script(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace, out: TextIO) -> int:
-    from firmware.offline import analyze
+    from firmware.offline import AnalyzeReport, analyze, detection_warnings, wav_document
 
     if not args.file.is_file():
         raise PafwError(f"{args.file}: no such file")
     doc = _load(args.config)
+    _print_warnings(wav_document(doc, args.file).warnings)
+    report = AnalyzeReport()
     if args.out is None:
-        analyze(doc, args.file, out, fmt=args.format)
+        analyze(doc, args.file, out, fmt=args.format, report=report)
     else:
         with args.out.open("w", newline="") as fh:
-            rows = analyze(doc, args.file, fh, fmt=args.format)
+            rows = analyze(doc, args.file, fh, fmt=args.format, report=report)
         print(f"wrote {rows} rows to {args.out}", file=sys.stderr)
+    _print_warnings(detection_warnings(report))
     return EXIT_OK
 
 
@@ -242,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_config(args, out)
         if args.command == "status":
             return _cmd_status(args, out)
+        if args.command == "export":
+            return _cmd_export(args, out)
         if args.command == "script":
             return _cmd_script(args, out)
         if args.command == "analyze":

@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from firmware.config_chain import chain_problems
 from firmware.config_graph import graph_problems
 from firmware.config_messages import validation_problems
 from firmware.config_models import (
@@ -35,7 +36,7 @@ from firmware.config_models import (
     PathsSettings,
     ProcessingSettings,
 )
-from firmware.config_yaml import KeyPath, Position, format_key_path, parse_yaml
+from firmware.config_yaml import KeyPath, Position, format_key_path, node_names, parse_yaml
 from firmware.dsp.source_settings import AcquisitionSettings
 from firmware.errors import ConfigError
 
@@ -53,6 +54,7 @@ __all__ = [
     "ProcessingSettings",
     "default_config_text",
     "load_config",
+    "load_paths",
 ]
 
 GRAPH_PATH: KeyPath = ("processing", "default_graph")
@@ -75,6 +77,8 @@ class ConfigDocument:
     path: Path | None = None
     name: str = "<config>"
     positions: Mapping[KeyPath, Position] = field(default_factory=dict)
+    #: what is valid but probably not meant, each ``file:line:col: key.path: message``
+    warnings: tuple[str, ...] = ()
 
     def position(self, key_path: KeyPath) -> Position:
         """(line, column) of the closest existing key on ``key_path`` (1, 1 if none)."""
@@ -85,33 +89,53 @@ class ConfigDocument:
         line, column = self.position(key_path)
         return f"{self.name}:{line}:{column}"
 
+    @property
+    def node_names(self) -> dict[int, str]:
+        """Index -> id of the graph's nodes, to name them in key paths."""
+        return {i: n.id for i, n in enumerate(self.config.processing.default_graph.nodes)}
+
+    def key_path(self, key_path: KeyPath) -> str:
+        """``key_path`` for people: graph nodes named by their ids."""
+        return format_key_path(key_path, self.node_names)
+
     def locate(self, key_path: KeyPath, message: str) -> str:
         """One problem line: ``file:line:col: key.path: message``."""
-        return f"{self.where(key_path)}: {format_key_path(key_path)}: {message}"
+        return f"{self.where(key_path)}: {self.key_path(key_path)}: {message}"
 
-    def node_path(self, node_id: str) -> KeyPath:
-        """Key path of the node with ``node_id`` (the graph's when there is none)."""
+    def node_path(self, node_id: str, key: str | None = None) -> KeyPath:
+        """Key path of the node with ``node_id`` (the graph's when there is none), or of its
+        parameter ``key``."""
         for index, node in enumerate(self.config.processing.default_graph.nodes):
             if node.id == node_id:
-                return (*GRAPH_PATH, "nodes", index)
+                path: KeyPath = (*GRAPH_PATH, "nodes", index)
+                return path if key is None else (*path, "parameters", key)
         return (*GRAPH_PATH, "nodes")
 
-    def node_location(self, node_id: str) -> str:
-        """``file:line:col: processing.default_graph.nodes[i]`` of node ``node_id``.
+    def node_location(self, node_id: str, key: str | None = None) -> str:
+        """``file:line:col: processing.default_graph.nodes[<id>]`` of node ``node_id`` (with
+        ``.parameters.<key>`` and that key's line when given).
 
         A prefix for errors found when the graph is built (``f"{loc}: {message}"``).
         """
-        path = self.node_path(node_id)
-        return f"{self.where(path)}: {format_key_path(path)}"
+        path = self.node_path(node_id, key)
+        return f"{self.where(path)}: {self.key_path(path)}"
 
     def node_error(self, node_id: str, error: ConfigError | str) -> ConfigError:
         """``error`` (a message or a ConfigError about node ``node_id``) with its location."""
         problems = [error] if isinstance(error, str) else error.problems
         return ConfigError([f"{self.node_location(node_id)}: {p}" for p in problems])
 
+    def chain_warnings(self) -> tuple[str, ...]:
+        """The signal chain's warnings (``config_chain``) for this document's config, located
+        (recomputed for a changed config, e.g. ``analyze`` reading a WAV file)."""
+        return tuple(self.locate((*GRAPH_PATH, "nodes", p.index, "parameters", *p.key),
+                                 p.message)
+                     for p in chain_problems(self.config) if not p.error)
+
     def with_config(self, config: Config) -> ConfigDocument:
         """The same document (name, positions) around a changed ``config``."""
-        return replace(self, config=config)
+        changed = replace(self, config=config)
+        return replace(changed, warnings=changed.chain_warnings())
 
 
 def default_config_text() -> str:
@@ -184,7 +208,37 @@ def load_config(
                     position = closest_position(parsed.positions, key_path)
                     problems.append((position, key_path, message))
     if problems or config is None:
-        lines = [f"{name}:{line}:{col}: {format_key_path(kp)}: {msg}"
+        names = node_names(data)
+        lines = [f"{name}:{line}:{col}: {format_key_path(kp, names)}: {msg}"
                  for (line, col), kp, msg in sorted(problems, key=lambda p: p[0])]
         raise ConfigError(list(dict.fromkeys(lines)))
-    return ConfigDocument(config, path, name, parsed.positions)
+    doc = ConfigDocument(config, path, name, parsed.positions)
+    return replace(doc, warnings=doc.chain_warnings())
+
+
+def load_paths(path: Path | None = None, *, env: Mapping[str, str] | None = None
+               ) -> PathsSettings:
+    """Only the ``paths`` section of a config (``pafw status``, ``pafw export``).
+
+    Reads and checks that section alone: validating the whole file would import every node
+    type (scipy, numba: seconds on a Pi) to tell where the state dir is. Errors in the
+    section are reported like ``load_config``'s, ``file:line:col: paths.x: message``.
+    """
+    text = default_config_text() if path is None else _read(path)
+    name = "<default config>" if path is None else str(path)
+    parsed = parse_yaml(text, os.environ if env is None else env)
+    syntax = [p for p in parsed.problems if not p.path or p.path[0] == "paths"]
+    data = parsed.data.get("paths") if isinstance(parsed.data, dict) else None
+    problems = [(p.position, p.path, p.message) for p in syntax]
+    settings: PathsSettings | None = None
+    if parsed.syntax_ok:
+        try:
+            settings = PathsSettings.model_validate({} if data is None else data)
+        except ValidationError as exc:
+            for key_path, message in validation_problems(exc, data, PathsSettings):
+                full = ("paths", *key_path)
+                problems.append((closest_position(parsed.positions, full), full, message))
+    if problems or settings is None:
+        raise ConfigError([f"{name}:{line}:{col}: {format_key_path(kp)}: {msg}"
+                           for (line, col), kp, msg in sorted(problems, key=lambda p: p[0])])
+    return settings

@@ -22,6 +22,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from firmware.actions.mqtt_settings import MqttSettings
+from firmware.config_chain import chain_problems
 from firmware.config_graph import did_you_mean, graph_problems, topological_order, upstream_chain
 from firmware.dsp.registry import node_types
 from firmware.dsp.source_settings import AcquisitionSettings
@@ -31,10 +32,13 @@ from firmware.web.settings import WebSettings
 
 
 class DeviceSettings(StrictModel):
-    """Who this analyzer is: ``id`` names MQTT topics and state files, ``name`` is for people."""
+    """Who this analyzer is: ``id`` names MQTT topics and state files, ``name`` is for people,
+    ``gas`` is what it measures (named on the dashboard and to Home Assistant)."""
 
     id: str = Field("pafw-sim", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     name: str = Field("Photoacoustic analyzer", min_length=1)
+    gas: str = Field("CO2", min_length=1, max_length=64,
+                     description="the measured gas, e.g. CO2, CH4, NH3")
 
 
 class NodeSettings(StrictModel):
@@ -109,7 +113,7 @@ DEFAULT_GRAPH: dict[str, Any] = {
         {"id": "gain", "type": "gain", "parameters": {"gain_db": 0.0}},
         {"id": "differential", "type": "differential"},
         {"id": "peak_finder", "type": "peak_finder", "parameters": {
-            "fft_size": 4096, "frequency_min": 1700.0, "frequency_max": 2300.0,
+            "fft_size": 4096, "center_frequency": 2000.0, "bandwidth": 600.0,
             "window": "hann", "detection_threshold_db": 12.0, "coherence_frames": 5,
             "smoothing": 1.0}},
         {"id": "concentration", "type": "concentration", "parameters": {
@@ -247,11 +251,17 @@ class Config(StrictModel):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     scripts: ScriptsSettings = Field(default_factory=ScriptsSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    values: dict[str, Any] = Field(
+        default_factory=dict,
+        description="named values (YAML anchors, ``name: &name 2000.0``) that node parameters "
+        "and other sections refer to with ``*name``: a value set once, used everywhere; the "
+        "section itself configures nothing")
 
     @model_validator(mode="after")
     def _nodes_match_sections(self) -> Config:
         """Node parameters that name things of other sections (a relay of ``hal.relays``,
-        MQTT being enabled) are checked here, each error located at the parameter."""
+        MQTT being enabled), and nodes whose settings make the signal chain unable to detect
+        (``config_chain``), are checked here, each error located at the parameter."""
         details: list[InitErrorDetails] = []
         for index, node in enumerate(self.processing.default_graph.nodes):
             cross_check = getattr(node.params, "cross_check", None)
@@ -261,6 +271,13 @@ class Config(StrictModel):
                 loc = ("processing", "default_graph", "nodes", index, "parameters", key)
                 details.append(InitErrorDetails(type=PydanticCustomError("reference", message),
                                                 loc=loc, input=node.parameters.get(key)))
+        for problem in chain_problems(self):  # warnings are reported by config.load_config
+            if problem.error:
+                loc = ("processing", "default_graph", "nodes", problem.index, "parameters",
+                       *problem.key)
+                details.append(InitErrorDetails(type=PydanticCustomError("graph",
+                                                                         problem.message),
+                                                loc=loc, input=None))
         if details:
             raise ValidationError.from_exception_data("Config", details)
         return self

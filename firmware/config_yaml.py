@@ -45,13 +45,38 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
-def format_key_path(path: KeyPath) -> str:
-    """``processing.default_graph.nodes[3].parameters.order``; ``(top level)`` for ``()``."""
+#: where the graph's node list is: its items are named by their ids in key paths
+NODES_PATH: KeyPath = ("processing", "default_graph", "nodes")
+
+
+def node_names(data: Any) -> dict[int, str]:
+    """Index -> id of the graph's nodes in raw config data, for ids that are usable as names
+    (a string used by one node only); nodes without one keep their index in messages."""
+    try:
+        nodes = data["processing"]["default_graph"]["nodes"]
+    except (KeyError, TypeError, IndexError):
+        return {}
+    if not isinstance(nodes, list):
+        return {}
+    ids = [n.get("id") if isinstance(n, dict) else None for n in nodes]
+    return {i: node_id for i, node_id in enumerate(ids)
+            if isinstance(node_id, str) and _PLAIN_KEY.fullmatch(node_id.replace(".", "_"))
+            and ids.count(node_id) == 1}
+
+
+def format_key_path(path: KeyPath, names: Mapping[int, str] | None = None) -> str:
+    """``processing.default_graph.nodes[co2_peak].parameters.order``: a graph node is named
+    by its id (from ``names``, see ``node_names``), else by its index (``nodes[3]``); an id
+    that looks like an index is quoted (``nodes['3']``). ``(top level)`` for ``()``."""
     if not path:
         return "(top level)"
     out = ""
-    for part in path:
-        if isinstance(part, int):
+    for i, part in enumerate(path):
+        if isinstance(part, int) and names and i == len(NODES_PATH) \
+                and path[:i] == NODES_PATH and part in names:
+            name = names[part]
+            out += f"[{name!r}]" if name.isdigit() else f"[{name}]"
+        elif isinstance(part, int):
             out += f"[{part}]"
         elif _PLAIN_KEY.fullmatch(part):
             out += f".{part}" if out else part
@@ -252,6 +277,10 @@ def _syntax_problem(text: str, exc: yaml.YAMLError) -> YamlProblem:
     if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
         mark = exc.problem_mark
         message = exc.problem or "invalid YAML"
+        if message.startswith("found undefined alias"):
+            name = message.rsplit(" ", 1)[-1].strip("'")
+            message += (f"; the anchor &{name} must be defined before its first use *{name} "
+                        f"(put shared values in the 'values:' section at the top of the file)")
         if exc.context:
             where = ""
             if exc.context_mark is not None:

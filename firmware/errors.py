@@ -23,6 +23,16 @@ class ConfigError(PafwError, ValueError):
         super().__init__("\n".join(self.problems))
 
 
+class NodeParameterError(ConfigError):
+    """Raised when a node cannot be built because of one of its parameters (a frequency above
+    Nyquist); ``key`` names it under the node's ``parameters``, so the config loader can point
+    at its line."""
+
+    def __init__(self, problems: list[str] | str, *, key: str) -> None:
+        super().__init__(problems)
+        self.key = key
+
+
 class DspError(PafwError):
     """Raised when the signal-processing layer cannot do what it was asked."""
 

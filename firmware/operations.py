@@ -204,6 +204,9 @@ class Operations:
             log.warning("relay %s pulsed for %.3g s by an operator", name, seconds)
             status = relay.get_status()
             # a pulse asked too soon after the last switch waits for min_off_s (HAL)
-            return "deferred" if status["pending"] == "on" else str(status["state"])
+            state = "deferred" if status["pending"] == "on" else str(status["state"])
+            self.appliance.action_events.record(f"relay:{name}", "test_pulse",
+                                                {"seconds": seconds, "state": state})
+            return state
 
         return self._run(run())

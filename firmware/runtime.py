@@ -18,7 +18,9 @@ from firmware.actions.base import ActionContext, ActionHandler, ActionNode
 from firmware.actions.control import ControlLoop
 from firmware.actions.discovery import DiscoveryEntities
 from firmware.actions.event_log import ActionEventLog
+from firmware.actions.event_store import EventStore, events_path
 from firmware.actions.feed import ResultFeed
+from firmware.actions.history import HistoryEntry
 from firmware.actions.mqtt import MqttLink
 from firmware.actions.nodes.mqtt_action import MqttActionParams, alarm_state_name
 from firmware.actions.nodes.python_action import PythonAction, PythonActionNode
@@ -45,8 +47,10 @@ class Appliance:
         self.hal: Hal | None = None
         self.mqtt: MqttLink | None = None
         self.handlers: list[ActionHandler] = []
-        #: triggers, outcomes and operator changes of every action (the web stream's source)
-        self.action_events = ActionEventLog()
+        #: triggers, outcomes and operator changes of every action (the web stream's source),
+        #: kept on disk in the state dir across restarts
+        self.action_events = ActionEventLog(
+            store=EventStore(events_path(self.analyzer.state_dir)))
         #: set when something a status reader waits for changed (a script reload)
         self.status_dirty = threading.Event()
         try:
@@ -55,7 +59,8 @@ class Appliance:
             if cfg.mqtt.enabled:
                 self.mqtt = MqttLink(cfg.mqtt, device_id=cfg.device.id,
                                      state_dir=self.analyzer.state_dir,
-                                     software_version=__version__, device_name=cfg.device.name)
+                                     software_version=__version__, device_name=cfg.device.name,
+                                     gas=cfg.device.gas)
             if any(isinstance(node, PythonActionNode) for node in self.action_nodes):
                 switching = can_switch_user()
                 Confinement.configure(
@@ -83,6 +88,7 @@ class Appliance:
         except BaseException:
             self._release()
             raise
+        self._restore_histories()
         self.watcher: ScriptWatcher | None = None
         if cfg.scripts.hot_reload and self.python_handlers:
             self.watcher = ScriptWatcher(cfg.paths.scripts_dir, self._script_changed,
@@ -107,6 +113,16 @@ class Appliance:
         frame_s = cfg.acquisition.frame_size / cfg.acquisition.sample_rate
         self.control = ControlLoop(self.handlers, self.feed,
                                    min_gap_s=min(max(frame_s / 2, 0.005), 0.05))
+
+    def _restore_histories(self) -> None:
+        """Put the events of earlier runs back in their actions' history (oldest first,
+        before anything new), so an action's history survives a restart too."""
+        by_id = {h.node_id: h for h in self.handlers}
+        for entry in self.action_events.entries():
+            handler = by_id.get(entry.action_id)
+            if handler is not None:
+                handler.history.append(HistoryEntry(entry.timestamp, entry.kind,
+                                                    dict(entry.data)))
 
     @property
     def action_nodes(self) -> list[ActionNode]:
@@ -194,17 +210,21 @@ class Appliance:
         )
 
     def start(self) -> float:
-        """Start MQTT, the actions, then warm up and start the DSP thread; returns the
-        warm-up time in seconds."""
+        """Start MQTT, warm up the kernels, start the actions, then the DSP thread; returns
+        the warm-up time in seconds.
+
+        The actions start after the warm-up: a data timeout counts from their start, and a
+        first compile of the kernels (seconds on a Pi) is not a sensor that stopped talking.
+        """
         if self.mqtt is not None:
             self.mqtt.start()
             if self.doc.config.mqtt.discovery.enabled:
                 self.mqtt.set_discovery(self.discovery_entities())
+        warm = self.analyzer.warm_up()
         self.control.start()
         for watcher in (self.watcher, self.config_watcher):
             if watcher is not None:
                 watcher.start()
-        warm = self.analyzer.warm_up()
         self.analyzer.start()
         return warm
 
@@ -220,6 +240,7 @@ class Appliance:
         self._release()
 
     def _release(self) -> None:
+        self.action_events.close()
         if self.hal is not None:
             self.hal.safe_state()
             self.hal.close()
@@ -243,4 +264,5 @@ class Appliance:
         status["config_reload"] = dict(self.config_reload)
         if self.python_handlers:
             status["script_sandbox"] = self.confinement_status
+        status["events"] = self.action_events.get_status()
         return status

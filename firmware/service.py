@@ -69,6 +69,8 @@ class Service:
             "pafw starting: device %s, source %s, %d Hz, frames of %d samples",
             cfg.device.id, source_name, analyzer.sample_rate, analyzer.frame_size,
         )
+        for warning in self.doc.warnings:
+            log.warning("config: %s", warning)
         try:
             warm = self.appliance.start()
         except BaseException:
@@ -83,7 +85,7 @@ class Service:
         # wake often enough to ping a systemd watchdog three times per period
         tick = min(interval, 0.5, (self.notifier.watchdog_s or 1.5) / 3)
         deadline = None if duration_s is None else time.monotonic() + duration_s
-        rates = RateSampler(analyzer, min_interval_s=0.0)  # every status line samples
+        rates = RateSampler(analyzer)  # the same window as the dashboard's
         next_status = time.monotonic() + interval
         watched_frames = -1
         try:

@@ -83,10 +83,11 @@ def test_default_graph_constant_is_the_default_files_processing_part() -> None:
 def test_default_file_only_differs_from_model_defaults_where_known() -> None:
     """"Every value shown is the default unless its comment says otherwise": the file and the
     models agree except for the demo parts marked so (the simulator's concentration profile,
-    the action nodes and the relay and LED they drive)."""
+    the action nodes and the relay and LED they drive) and the named values they use."""
     shipped = load_config(None, env={}).config.model_dump(by_alias=True)
     built_in = Config().model_dump(by_alias=True)
     for config in (shipped, built_in):
+        config.pop("values")
         config["acquisition"]["simulator"].pop("concentration")
         config["processing"].pop("default_graph")
         config["hal"].pop("relays")
@@ -205,6 +206,30 @@ def test_format_key_path() -> None:
     assert format_key_path(("processing", "default_graph", "nodes", 3, "parameters", "order")) \
         == "processing.default_graph.nodes[3].parameters.order"
     assert format_key_path(("a", "b c")) == "a['b c']"
+    names = {3: "co2_peak", 4: "7"}
+    assert format_key_path(("processing", "default_graph", "nodes", 3, "parameters", "x"),
+                           names) == "processing.default_graph.nodes[co2_peak].parameters.x"
+    assert format_key_path(("processing", "default_graph", "nodes", 4), names) \
+        == "processing.default_graph.nodes['7']"  # an id that looks like an index
+    assert format_key_path(("processing", "default_graph", "nodes", 5), names) \
+        == "processing.default_graph.nodes[5]"  # no usable id: the index
+    assert format_key_path(("x", "nodes", 3), names) == "x.nodes[3]"
+
+
+def test_errors_name_graph_nodes_by_their_id(tmp_path) -> None:
+    text = default_config_text().replace("order: 4", "order: 40")
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "c.yaml", text=text)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "order: 40" in t)
+    assert caught.value.problems == [
+        f"{tmp_path / 'c.yaml'}:{line}:11: processing.default_graph.nodes[bandpass].parameters"
+        f".order: Input should be less than or equal to 12 (got 40)"]
+    # two nodes with one id: neither can be named by it
+    text = default_config_text().replace("id: gain", "id: bandpass").replace(
+        "order: 4", "order: 40")
+    with pytest.raises(ConfigError) as caught:
+        load_config(text=text)
+    assert any("nodes[1].parameters.order" in p for p in caught.value.problems)
 
 
 # --- malformed configs: each message names file:line:col and the key path -----------------
@@ -218,7 +243,7 @@ BAD_CONFIGS: list[tuple[str, str, str]] = [
     ("unknown top-level key",
      "devce:\n  id: x\n",
      r"bad\.yaml:1:1: devce: unknown key 'devce'; did you mean 'device'\? \(expected one of: "
-     r"device, acquisition, processing, paths, logging, hal, mqtt, scripts, web\)"),
+     r"device, acquisition, processing, paths, logging, hal, mqtt, scripts, web, values\)"),
     ("unknown nested key",
      "acquisition:\n  simulator:\n    q_factr: 20\n",
      r"bad\.yaml:3:5: acquisition\.simulator\.q_factr: unknown key 'q_factr'; "
@@ -245,7 +270,7 @@ BAD_CONFIGS: list[tuple[str, str, str]] = [
     ("unknown node type",
      GRAPH_HEAD + "      - {id: input, type: input}\n      - {id: g, type: gian}\n"
      + GRAPH_OK_TAIL,
-     r"bad\.yaml:5:17: processing\.default_graph\.nodes\[1\]\.type: unknown node type 'gian'; "
+     r"bad\.yaml:5:17: processing\.default_graph\.nodes\[g\]\.type: unknown node type 'gian'; "
      r"did you mean 'gain'\? \(registered types: .*filter.*\)"),
     ("dangling connection",
      GRAPH_HEAD + "      - {id: input, type: input}\n      - {id: g, type: gain}\n"
@@ -276,31 +301,31 @@ BAD_CONFIGS: list[tuple[str, str, str]] = [
      r"'input' node.*takes no incoming connection.*"),
     ("node without input",
      GRAPH_HEAD + "      - {id: input, type: input}\n      - {id: g, type: gain}\n",
-     r"bad\.yaml:5:9: processing\.default_graph\.nodes\[1\]: node 'g' \(gain\) has no input.*"),
+     r"bad\.yaml:5:9: processing\.default_graph\.nodes\[g\]: node 'g' \(gain\) has no input.*"),
     ("no input node",
      GRAPH_HEAD + "      - {id: g, type: gain}\n",
      r"bad\.yaml:3:5: processing\.default_graph\.nodes: the graph has no node of type 'input'.*"),
     ("bad node parameter type",
      GRAPH_HEAD + "      - {id: input, type: input}\n      - id: g\n        type: gain\n"
      "        parameters:\n          gain_db: loud\n" + GRAPH_OK_TAIL,
-     r"bad\.yaml:8:11: processing\.default_graph\.nodes\[1\]\.parameters\.gain_db: Input should "
+     r"bad\.yaml:8:11: processing\.default_graph\.nodes\[g\]\.parameters\.gain_db: Input should "
      r"be a valid number.* \(got 'loud'\)"),
     ("node parameter out of range",
      GRAPH_HEAD + "      - {id: input, type: input}\n      - id: g\n        type: filter\n"
      "        parameters:\n          order: 20\n          cutoff_hz: 100\n"
      "          band: lowpass\n" + GRAPH_OK_TAIL,
-     r"bad\.yaml:8:11: processing\.default_graph\.nodes\[1\]\.parameters\.order: Input should be "
+     r"bad\.yaml:8:11: processing\.default_graph\.nodes\[g\]\.parameters\.order: Input should be "
      r"less than or equal to 12 \(got 20\)"),
     ("unknown node parameter",
      GRAPH_HEAD + "      - {id: input, type: input}\n      - id: g\n        type: gain\n"
      "        parameters:\n          gain: 3\n" + GRAPH_OK_TAIL,
-     r"bad\.yaml:8:11: processing\.default_graph\.nodes\[1\]\.parameters\.gain: unknown key "
+     r"bad\.yaml:8:11: processing\.default_graph\.nodes\[g\]\.parameters\.gain: unknown key "
      r"'gain'; did you mean 'gain_db'\?.*"),
     ("filter params inconsistent",
      GRAPH_HEAD + "      - {id: input, type: input}\n      - id: g\n        type: filter\n"
      "        parameters:\n          band: lowpass\n          center_frequency: 2000\n"
      + GRAPH_OK_TAIL,
-     r"bad\.yaml:7:9: processing\.default_graph\.nodes\[1\]\.parameters: a lowpass filter needs "
+     r"bad\.yaml:7:9: processing\.default_graph\.nodes\[g\]\.parameters: a lowpass filter needs "
      r"cutoff_hz"),
     ("unknown connection key",
      GRAPH_HEAD + "      - {id: input, type: input}\n      - {id: g, type: gain}\n"
@@ -442,7 +467,7 @@ def test_where_and_node_location() -> None:
     assert doc.where(()) == f"config.yaml:{first_key}:1"
 
     location = doc.node_location("gain")
-    assert location.endswith(": processing.default_graph.nodes[2]")
+    assert location.endswith(": processing.default_graph.nodes[gain]")
     line = int(location.split(":")[1])
     assert "id: gain" in lines[line - 1]
 

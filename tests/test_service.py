@@ -117,10 +117,42 @@ def test_pafw_status_reads_the_running_appliances_snapshot(state_env, tmp_path):
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     out = pafw("status", "--config", str(config), env=state_env)
-    assert out.returncode == 1 and "stopped" in out.stdout
+    assert out.returncode == 1 and ": stopped at " in out.stdout.splitlines()[0]
+    assert "None" not in out.stdout  # every figure known, or left out
+    assert any(line.startswith("  mqtt ") and ": stopped, " in line
+               for line in out.stdout.splitlines())
+    assert "dashboard" not in out.stdout  # not serving any more
+
+
+def test_pafw_status_names_a_dead_appliance_and_a_fault():
+    from firmware.status_cmd import summarize
+
+    base = {"version": "1", "pid": 2**22 + 1, "written_at": time.time() - 30,
+            "uptime_s": 100.0, "frames": 5, "mqtt": {"broker": "b:1883", "outbox": {
+                "pending": 2, "dropped": None, "closed": True}}}
+    running, text = summarize({**base, "state": "running"})
+    assert not running and "DEAD: process" in text and "None" not in text
+    running, text = summarize({**base, "state": "failed", "fault": "ALSA device gone"})
+    assert not running and "STOPPED ON A FAULT" in text and "FAULT: ALSA device gone" in text
+    assert "2 messages kept in the outbox" in text and "None" not in text
 
 
 def test_pafw_status_without_an_appliance(state_env, tmp_path):
     out = pafw("status", env=state_env)
     assert out.returncode == 1 and "no status snapshot" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_pafw_status_reads_only_the_paths_of_the_config(state_env, tmp_path):
+    """It needs the state dir only: no node type (scipy, numba) is imported, and an error
+    in the paths section is located."""
+    config = tmp_path / "pafw.yaml"
+    config.write_text("paths:\n  state_dir: ''\n")
+    out = pafw("status", "--config", str(config), env=state_env)
+    assert out.returncode == 2
+    assert f"{config}:2:3: paths.state_dir: expected a directory path" in out.stderr
+    probe = ("import sys; from firmware import cli; cli.main(['status']); "
+             "print(sorted(m for m in ('scipy', 'numba') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, **state_env})
+    assert out.stdout.strip().endswith("[]"), out.stdout + out.stderr

@@ -216,6 +216,7 @@ class ActionHandler:
         else:
             self.repeats += 1
         self.last_event = event.to_dict()
+        log_event(self.node_id, event)
         self.history.record(event.kind, self.last_event, timestamp=event.timestamp)
         self.events.record(self.node_id, event.kind, self.last_event, event.timestamp)
         if not self.enabled or (event.kind == "repeat"
@@ -320,6 +321,52 @@ class ActionHandler:
             "history": {"count": len(self.history), "capacity": self.history.capacity},
             "engine": self.engine.get_status(),
         }
+
+
+_UNITS = {"concentration": " ppm", "frequency_deviation": " Hz", "data_timeout": " s"}
+
+
+def _number(value: float | None, unit: str) -> str:
+    return "--" if value is None or not math.isfinite(value) else f"{value:.6g}{unit}"
+
+
+def describe_event(action_id: str, event: TriggerEvent) -> str:
+    """One readable line for an event: action, trigger, value and threshold.
+
+    >>> from firmware.actions.triggers import TriggerEvent
+    >>> describe_event("relay", TriggerEvent("trigger", "high_gas", "concentration",
+    ...     2153.25, 2000.0, "conc", 0.0, 0.0, {"direction": "above"}))
+    'action relay: trigger high_gas fired: concentration 2153.25 ppm above 2000 ppm (node conc)'
+    """
+    unit = _UNITS.get(event.trigger_type, "")
+    verb = {"trigger": "fired", "clear": "cleared", "repeat": "still active"}.get(
+        event.kind, event.kind)
+    if event.trigger_type == "data_timeout":
+        what = (f"no result for {_number(event.value, unit)} (timeout "
+                f"{_number(event.threshold, unit)})")
+    elif event.trigger_type == "frequency_deviation":
+        what = (f"frequency {_number(event.value, unit)}, "
+                f"{_number(event.data.get('deviation_hz'), unit)} from the expected "
+                f"{_number(event.data.get('expected_hz'), unit)} (max "
+                f"{_number(event.threshold, unit)})")
+    elif event.value is None and event.threshold is None:
+        what = "custom trigger"
+    elif event.kind == "clear":
+        what = (f"{event.trigger_type} {_number(event.value, unit)}, back past "
+                f"{_number(event.threshold, unit)} with hysteresis "
+                f"{_number(event.data.get('hysteresis'), unit)}")
+    else:
+        what = (f"{event.trigger_type} {_number(event.value, unit)} "
+                f"{event.data.get('direction', 'vs')} {_number(event.threshold, unit)}")
+    node = f" (node {event.source_node_id})" if event.source_node_id else ""
+    return f"action {action_id}: trigger {event.trigger_name} {verb}: {what}{node}"
+
+
+def log_event(action_id: str, event: TriggerEvent) -> None:
+    """Log a trigger crossing (WARNING) or a clear or repeat (INFO): an operator reading the
+    journal sees why a relay switched without the dashboard."""
+    level = logging.WARNING if event.kind == "trigger" else logging.INFO
+    log.log(level, "%s", describe_event(action_id, event))
 
 
 def _result_summary(result: ComputingResult) -> dict[str, Any]:

@@ -4,6 +4,10 @@ Handlers append on the control loop (triggers, clears, repeats, outcomes, an ope
 acknowledge/enable/disable/reload); readers on other threads (the web server) take what came
 after the last sequence number they saw. Bounded: the oldest entries go first, and a reader
 that fell behind learns how many it missed.
+
+With an ``EventStore`` every entry is also written to disk, and the newest entries of the
+previous runs are read back at start: sequence numbers go on where they stopped, so the
+dashboard and ``GET /api/v1/events`` show what happened before a restart.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import time
 from collections import deque
 from typing import Any, NamedTuple
 
+from firmware.actions.event_store import EventStore
 from firmware.state import iso_utc
 
 
@@ -42,10 +47,28 @@ class ActionEventLog:
     (['outcome', 'clear'], 3)
     """
 
-    def __init__(self, capacity: int = 1000) -> None:
+    def __init__(self, capacity: int = 1000, store: EventStore | None = None) -> None:
         self._entries: deque[ActionLogEntry] = deque(maxlen=capacity)
         self._lock = threading.Lock()
         self._seq = 0
+        self.store = store
+        #: entries read back from the store at start (events of earlier runs)
+        self.restored = 0
+        if store is not None:
+            self._restore(store)
+
+    def _restore(self, store: EventStore) -> None:
+        """Load the newest stored entries; sequence numbers continue after the last one."""
+        for raw in store.read():
+            try:
+                entry = ActionLogEntry(int(raw["seq"]), str(raw["id"]), str(raw["kind"]),
+                                       float(raw["timestamp"]), dict(raw.get("data") or {}))
+            except (KeyError, TypeError, ValueError):
+                continue
+            if entry.seq > self._seq:  # a file edited by hand must not reorder the log
+                self._entries.append(entry)
+                self._seq = entry.seq
+        self.restored = len(self._entries)
 
     @property
     def last_seq(self) -> int:
@@ -60,7 +83,27 @@ class ActionEventLog:
             entry = ActionLogEntry(self._seq, action_id, kind,
                                    time.time() if timestamp is None else timestamp, data)
             self._entries.append(entry)
+            if self.store is not None:
+                self.store.append(entry.to_dict())
         return entry
+
+    def close(self) -> None:
+        """Close the store's file (a later record opens it again); idempotent."""
+        if self.store is not None:
+            self.store.close()
+
+    def entries(self) -> list[ActionLogEntry]:
+        """Every entry kept in memory, oldest first."""
+        with self._lock:
+            return list(self._entries)
+
+    def get_status(self) -> dict[str, Any]:
+        """Entries kept, the last sequence number and the store's status."""
+        with self._lock:
+            kept = len(self._entries)
+        return {"kept": kept, "capacity": self._entries.maxlen, "last_seq": self._seq,
+                "restored": self.restored,
+                "store": None if self.store is None else self.store.get_status()}
 
     def since(self, seq: int, limit: int | None = None) -> list[ActionLogEntry]:
         """Entries after ``seq``, oldest first (at most the newest ``limit``)."""

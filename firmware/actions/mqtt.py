@@ -74,7 +74,8 @@ class MqttLink:
     """
 
     def __init__(self, settings: MqttSettings, *, device_id: str, state_dir: Path,
-                 software_version: str, device_name: str | None = None) -> None:
+                 software_version: str, device_name: str | None = None,
+                 gas: str = "CO2") -> None:
         try:
             check_topic_level(device_id, "device id")
         except ValueError as exc:
@@ -82,6 +83,8 @@ class MqttLink:
         self.settings = settings
         self.device_id = device_id
         self.device_name = device_name or device_id
+        #: the measured gas (device.gas): the sensor's name unless discovery.gas_name is set
+        self.gas = gas
         self.software_version = software_version
         self.root = f"{settings.base_topic}/{device_id}"
         self.availability_topic = f"{self.root}/availability"
@@ -259,7 +262,7 @@ class MqttLink:
         messages = discovery_messages(
             entities, device_id=self.device_id, device_name=self.device_name,
             base_topic=self.settings.base_topic, prefix=d.prefix,
-            gas_device_class=d.gas_device_class, gas_name=d.gas_name,
+            gas_device_class=d.gas_device_class, gas_name=d.gas_name or self.gas,
             software_version=self.software_version)
         self._delivery.set_discovery([(topic, encode_json(cfg)) for topic, cfg in messages])
         self._wake.set()

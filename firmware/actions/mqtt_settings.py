@@ -64,7 +64,12 @@ class TlsSettings(StrictModel):
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         """Expand ``~`` so files under the service user's home can be named as usual."""
-        return None if value is None else value.expanduser()
+        if value is None:
+            return None
+        try:
+            return value.expanduser()
+        except RuntimeError as exc:  # "~user" unknown, or no home directory
+            raise ValueError(f"cannot expand '~' ({exc})") from None
 
     @model_validator(mode="after")
     def _consistent(self) -> TlsSettings:
@@ -93,7 +98,9 @@ class DiscoverySettings(StrictModel):
     enabled: bool = True
     prefix: str = "homeassistant"
     gas_device_class: str = Field("carbon_dioxide", pattern=r"^[a-z][a-z0-9_]*$")
-    gas_name: str = Field("CO2", min_length=1, max_length=64)
+    gas_name: str | None = Field(
+        None, min_length=1, max_length=64,
+        description="the sensor's name in Home Assistant (null: device.gas)")
 
     @field_validator("prefix")
     @classmethod

@@ -86,6 +86,8 @@ class Outbox:
         self.path = Path(path)
         self.max_messages = max_messages
         self._lock = threading.Lock()
+        #: (dropped, last_seq) when closed, so a final status still has them
+        self._closed_counts: tuple[int | None, int | None] = (None, None)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -213,9 +215,10 @@ class Outbox:
     def get_status(self) -> dict[str, Any]:
         """Status: pending, dropped, oldest_age_s (None when empty), max_messages, last_seq."""
         with self._lock:
-            if self._db is None:
-                return {"pending": self._count, "dropped": None, "oldest_age_s": None,
-                        "max_messages": self.max_messages, "last_seq": None, "closed": True}
+            if self._db is None:  # closed: the counters as they were at the close
+                return {"pending": self._count, "dropped": self._closed_counts[0],
+                        "oldest_age_s": None, "max_messages": self.max_messages,
+                        "last_seq": self._closed_counts[1], "closed": True}
             row = self._db.execute("SELECT MIN(created) FROM messages").fetchone()
             meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         oldest = row[0] if row else None
@@ -231,6 +234,13 @@ class Outbox:
         """Close the database and release the file lock; idempotent."""
         with self._lock:
             if getattr(self, "_db", None) is not None:
+                try:  # a database that failed to open has no counters to keep
+                    meta = dict(self._db.execute(  # type: ignore[union-attr]
+                        "SELECT key, value FROM meta").fetchall())
+                    self._closed_counts = (int(meta.get("dropped", 0)),
+                                           int(meta.get("seq", 0)))
+                except sqlite3.Error:
+                    pass
                 self._db.close()  # type: ignore[union-attr]
                 self._db = None
             if getattr(self, "_lock_fd", -1) >= 0:

@@ -63,13 +63,14 @@ class ProcessingGraph:
         frame_size: int,
         state: ComputingState,
         state_dir: Path,
-        locate: Callable[[str], str] | None = None,
+        locate: Callable[[str, str | None], str] | None = None,
     ) -> ProcessingGraph:
         """Instantiate ``specs`` (already in topological order: parents first).
 
         Raises ConfigError naming the node when a node cannot be built with these settings
         (a stereo-only node fed one channel, a filter edge above Nyquist, ...); ``locate``
-        turns a node id into a "file:line:col" prefix for that message.
+        turns a node id and the parameter at fault (a ``NodeParameterError``'s key, else
+        None) into a "file:line:col: key.path" prefix for that message.
         """
         index_of: dict[str, int] = {}
         types_by_id = {s.node_id: s.type_name for s in specs}
@@ -95,7 +96,9 @@ class ProcessingGraph:
             except ConfigError as exc:
                 if locate is None:
                     raise
-                raise ConfigError([f"{locate(spec.node_id)}: {p}" for p in exc.problems]) from None
+                key = getattr(exc, "key", None)
+                raise ConfigError([f"{locate(spec.node_id, key)}: {p}"
+                                   for p in exc.problems]) from None
             parents.append(parent_index)
             index_of[spec.node_id] = len(nodes) - 1
         return cls(nodes, parents, [s.type_name for s in specs])

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import ValidationError
 
 from firmware.actions.python.supervisor import ReloadError
+from firmware.export import Series, TimeRangeError, csv_text, parse_time
 from firmware.operations import OperationRefusedError
 from firmware.web import schemas, views
 from firmware.web.http import HttpError, Request, Response, json_response
@@ -29,6 +30,7 @@ Handler = Callable[["WebServer", Request], Awaitable[Response]]
 WRITE_TIMEOUT_S = 30.0
 MAX_HISTORY = 10_000
 MAX_TREND_POINTS = 2000
+MAX_EVENTS = 5000
 TREND_CACHE_S = 1.0
 
 
@@ -61,7 +63,9 @@ class Route:
     pattern: re.Pattern[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[A-Za-z0-9_.-]{1,64})", self.path)
+        parts = re.split(r"\{(\w+)\}", self.path)  # literal, name, literal, name, ...
+        regex = "".join(re.escape(part) if i % 2 == 0 else f"(?P<{part}>[A-Za-z0-9_.-]{{1,64}})"
+                        for i, part in enumerate(parts))
         object.__setattr__(self, "pattern", re.compile(rf"\A{regex}\Z"))
 
 
@@ -208,6 +212,54 @@ def _threshold_applies(line: dict[str, Any], field_name: str) -> bool:
             "amplitude_db": "amplitude_db"}[line["kind"]] == field_name
 
 
+def _time_query(request: Request, name: str, default: float) -> float:
+    raw = request.query_value(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return parse_time(raw, name)
+    except TimeRangeError as exc:
+        raise HttpError(400, "bad_query", str(exc)) from None
+
+
+async def get_export(server: WebServer, request: Request) -> Response:
+    now = time.time()
+    until = _time_query(request, "to", now)
+    since = _time_query(request, "from", now - server.trends.capacity)
+    if since > until:
+        raise HttpError(400, "bad_query", f"from ({since:.0f}) is after to ({until:.0f})")
+    wanted = request.query_value("node")
+    trends = server.trends.trends
+    if wanted is not None and wanted not in trends:
+        computing = server.appliance.analyzer.graph.computing_node_ids()
+        if wanted not in computing:
+            raise HttpError(404, "not_found", f"node {wanted!r} has no measurements "
+                            f"(computing nodes: {', '.join(computing) or 'none'})")
+    # copied here, on the loop that updates them; formatted on a worker thread
+    series = [Series(node_id, t.field, t.unit, t.rows(since, until))
+              for node_id, t in trends.items() if wanted in (None, node_id)]
+    text, _rows = await asyncio.to_thread(csv_text, series)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(since))
+    name = f"pafw-{server.appliance.doc.config.device.id}-{stamp}.csv"
+    return Response(200, text.encode(), "text/csv; charset=utf-8",
+                    {"Content-Disposition": f'attachment; filename="{name}"',
+                     "Cache-Control": "no-store"})
+
+
+async def get_events(server: WebServer, request: Request) -> Response:
+    log = server.appliance.action_events
+    since = _int_query(request, "since", 0, 0, 2**53)
+    limit = _int_query(request, "limit", 100, 0, MAX_EVENTS)
+    raw_kinds = request.query_value("kinds")
+    kinds = {k.strip() for k in raw_kinds.split(",") if k.strip()} if raw_kinds else None
+    action = request.query_value("action")
+    entries = [e for e in log.since(since) if (kinds is None or e.kind in kinds)
+               and (action is None or e.action_id == action)]
+    entries = entries[-limit:] if limit > 0 else []
+    return json_response(200, {"last_seq": log.last_seq, "count": len(entries),
+                               "events": [e.to_dict() for e in entries]})
+
+
 async def get_openapi(server: WebServer, request: Request) -> Response:
     return Response(200, server.openapi_bytes, "application/json",
                     {"Cache-Control": "no-cache"})
@@ -300,6 +352,22 @@ ROUTES: tuple[Route, ...] = (
            Param("seconds", "integer", "how far back (default 600)", 10, 604800),
            Param("points", "integer", "at most this many points (default 600)", 10,
                  MAX_TREND_POINTS))),
+    Route("GET", "/api/v1/events", get_events,
+          "Action events (triggers, clears, outcomes, operator changes), oldest first; "
+          "kept on disk across restarts", "read", schemas.EventsResponse, (400,),
+          (Param("since", "integer", "only events with a larger seq (default 0)", 0),
+           Param("limit", "integer", "newest events to return (default 100)", 0, MAX_EVENTS),
+           Param("kinds", "string", "comma-separated kinds to keep, e.g. trigger,clear"),
+           Param("action", "string", "only this action's events")),
+          tag="actions"),
+    Route("GET", "/api/v1/export.csv", get_export,
+          "Measurements as CSV: per computing node and second, the mean, min and max",
+          "read", None, (400, 404),
+          (Param("from", "string", "start: epoch seconds or ISO 8601 (default: the oldest "
+                 "kept, web.trend_hours)"),
+           Param("to", "string", "end: epoch seconds or ISO 8601 (default: now)"),
+           Param("node", "string", "one computing node id (default: all)")),
+          content_type="text/csv"),
     Route("GET", "/api/v1/stream", get_stream,
           "Live Server-Sent Events: results, action and status events", "read", None, (503,),
           content_type="text/event-stream"),

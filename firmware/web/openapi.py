@@ -37,6 +37,9 @@ def _operation(route: Route) -> dict[str, Any]:
     if route.content_type == "text/event-stream":
         responses["200"] = {"description": "event stream (events: results, action, status)",
                             "content": {"text/event-stream": {"schema": {"type": "string"}}}}
+    elif route.response is None and route.content_type != "application/json":
+        responses["200"] = {"description": "OK",
+                            "content": {route.content_type: {"schema": {"type": "string"}}}}
     elif route.response is None:
         responses["200"] = {"description": "OK",
                             "content": {route.content_type: {"schema": {"type": "object"}}}}

@@ -91,14 +91,19 @@ class MqttSummary(Shape):
 
 
 class DeviceInfo(Shape):
+    """Who the appliance is and what it measures (``gas``: ``device.gas``)."""
+
     id: str
     name: str
+    gas: str
 
 
 class ApplianceStatus(Shape):
     """``GET /api/v1/status`` (and every ``status`` stream event)."""
 
     device: DeviceInfo
+    #: whether a token is configured (web.token): without one every write is refused
+    writes_enabled: bool
     version: str
     timestamp: float
     time: str
@@ -390,10 +395,19 @@ class ActionEvent(Shape):
     data: dict[str, Any]
 
 
+class EventsResponse(Shape):
+    """``GET /api/v1/events``: the newest action events after ``since``, oldest first
+    (``last_seq``: the newest event's number, to ask for what follows)."""
+
+    last_seq: int
+    count: int
+    events: list[ActionEvent]
+
+
 #: every model the OpenAPI document lists under components/schemas
 DOCUMENTED: tuple[type[BaseModel], ...] = (
     ErrorResponse, ApplianceStatus, ResultsResponse, GraphResponse, ActionsResponse,
     ActionSummary, HistoryResponse, OutputsResponse, SpectrumResponse, TrendResponse,
     AcknowledgeResponse, AcknowledgeAllResponse, PulseRequest, PulseResponse, ReloadResponse,
-    Health, ResultsEvent, StatusEvent, ActionEvent,
+    Health, ResultsEvent, StatusEvent, ActionEvent, EventsResponse,
 )

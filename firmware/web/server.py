@@ -41,6 +41,7 @@ from firmware.web.settings import WebSettings
 from firmware.web.static_files import StaticFiles
 from firmware.web.stream import KEEPALIVE, StreamHub, sse_frame
 from firmware.web.trend import TrendRecorder
+from firmware.web.trend_store import SAVE_INTERVAL_S, TrendStore
 
 if TYPE_CHECKING:
     from firmware.runtime import Appliance
@@ -76,6 +77,13 @@ class WebServer:
         self.hub = StreamHub(max_streams=settings.max_streams,
                              buffer_bytes=settings.stream_buffer_bytes)
         self.trends = TrendRecorder(settings.trend_hours)
+        #: the trend on disk: restored now, appended to every minute and at stop
+        self.trend_store = TrendStore(appliance.analyzer.state_dir, self.trends.capacity)
+        restored = self.trend_store.load(
+            self.trends, appliance.analyzer.graph.computing_node_ids(), now=time.time())
+        if restored:
+            log.info("trend restored: %d one-second buckets from %s", restored,
+                     self.trend_store.get_status()["directory"])
         #: (node, seconds, points) -> (monotonic time, response) of recent trend answers
         self.trend_cache: dict[tuple[str, int, int], tuple[float, Response]] = {}
         self.rates = RateSampler(appliance.analyzer)
@@ -122,6 +130,7 @@ class WebServer:
             asyncio.create_task(self._every(self.settings.status_interval_s,
                                             self._stream_status)),
             asyncio.create_task(self._every(KEEPALIVE_S, self._keepalive)),
+            asyncio.create_task(self._every(SAVE_INTERVAL_S, self._save_trend)),
         ]
         while True:
             try:
@@ -191,6 +200,7 @@ class WebServer:
         for writer in list(self._writers):
             writer.transport.abort()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._save_trend()
 
     # ------------------------------------------------------------------ connections
     async def _connection(self, reader: asyncio.StreamReader,
@@ -341,6 +351,9 @@ class WebServer:
     def _sample_trend(self) -> None:
         self.trends.sample(self.appliance.analyzer.state.snapshot())
 
+    def _save_trend(self) -> None:
+        self.trend_store.save(self.trends)
+
     def _stream_results(self) -> None:
         state = self.appliance.analyzer.state
         if state.updates != self._results_updates:
@@ -390,4 +403,5 @@ class WebServer:
     def get_status(self) -> dict[str, Any]:
         """For the appliance status: where it listens, its counters, a bind error."""
         return {"url": self.url if self.port is not None else None,
-                "bind_error": self.bind_error, **self.web_status()}
+                "bind_error": self.bind_error, **self.web_status(),
+                "trend_store": self.trend_store.get_status()}

@@ -37,7 +37,8 @@ class WebSettings(StrictModel):
     stream_buffer_bytes: int = Field(65536, ge=4096, le=16_777_216,
                                      description="unsent bytes a stream client may hold up "
                                      "before it is dropped")
-    trend_hours: float = Field(24.0, gt=0, le=168, description="trend kept in memory")
+    trend_hours: float = Field(24.0, gt=0, le=168,
+                               description="trend kept (in memory and in the state dir)")
 
     @field_validator("token", mode="before")
     @classmethod

@@ -52,18 +52,46 @@ class NodeTrend:
             self._count += 1
         self._sum, self._n, self._min, self._max = 0.0, 0, math.inf, -math.inf
 
-    def points(self, since: float, max_points: int) -> tuple[float, list[list[float]]]:
-        """Buckets newer than ``since`` (the open one included), merged so that at most
-        ``max_points`` remain; returns the bucket width in seconds and the points."""
+    @property
+    def count(self) -> int:
+        """Buckets closed since the trend started (restored ones included)."""
+        return self._count
+
+    def closed_since(self, count: int) -> tuple[np.ndarray, int]:
+        """The buckets closed after the first ``count`` (those still in the ring), oldest
+        first, and the current count: what a store appends since its last save."""
+        new = min(self._count - count, self._capacity)
+        if new <= 0:
+            return np.empty((0, 4)), self._count
+        return self.closed_rows()[-new:], self._count
+
+    def closed_rows(self) -> np.ndarray:
+        """The closed buckets, oldest first: an (n, 4) copy of epoch s, mean, min, max."""
         if self._count <= self._capacity:
-            rows = self._data[:self._count]
-        else:  # the ring wrapped: oldest from the write position on
-            split = self._count % self._capacity
-            rows = np.concatenate([self._data[split:], self._data[:split]])
+            return self._data[:self._count].copy()
+        split = self._count % self._capacity  # the ring wrapped: oldest from here on
+        return np.concatenate([self._data[split:], self._data[:split]])
+
+    def rows(self, since: float = -math.inf, until: float = math.inf) -> np.ndarray:
+        """Buckets whose centre is in [``since``, ``until``], the open one included."""
+        rows = self.closed_rows()
         if self._n:
             rows = np.vstack([rows, [(self._second + 0.5, self._sum / self._n, self._min,
                                       self._max)]])
-        rows = rows[rows[:, 0] >= since]
+        return rows[(rows[:, 0] >= since) & (rows[:, 0] <= until)]
+
+    def restore(self, rows: np.ndarray) -> None:
+        """Start from saved buckets (oldest first; the newest ``capacity`` are kept), before
+        any sample: the buckets of this run come after them."""
+        rows = np.asarray(rows, dtype=float).reshape(-1, 4)[-self._capacity:]
+        rows = rows[np.isfinite(rows).all(axis=1)]
+        self._data[:rows.shape[0]] = rows
+        self._count = rows.shape[0]
+
+    def points(self, since: float, max_points: int) -> tuple[float, list[list[float]]]:
+        """Buckets newer than ``since`` (the open one included), merged so that at most
+        ``max_points`` remain; returns the bucket width in seconds and the points."""
+        rows = self.rows(since)
         if rows.shape[0] == 0:
             return 1.0, []
         group = max(1, math.ceil(rows.shape[0] / max_points))
@@ -83,6 +111,17 @@ class TrendRecorder:
         self.trends: dict[str, NodeTrend] = {}
         self._last: dict[str, tuple[int, float]] = {}
 
+    @property
+    def capacity(self) -> int:
+        """One-second buckets kept per node."""
+        return self._capacity
+
+    def restore(self, node_id: str, field: str, unit: str, rows: np.ndarray) -> NodeTrend:
+        """A node's trend started from saved buckets (see ``NodeTrend.restore``)."""
+        trend = self.trends[node_id] = NodeTrend(node_id, field, unit, self._capacity)
+        trend.restore(rows)
+        return trend
+
     def sample(self, results: dict[str, ComputingResult]) -> None:
         """Add each result not seen before (by sequence and time)."""
         for node_id, result in results.items():
@@ -91,7 +130,7 @@ class TrendRecorder:
                 continue
             self._last[node_id] = key
             trend = self.trends.get(node_id)
-            if trend is None:
-                field, unit = TREND_FIELDS.get(result.kind, ("amplitude", ""))
+            field, unit = TREND_FIELDS.get(result.kind, ("amplitude", ""))
+            if trend is None or trend.field != field:  # new, or restored for another kind
                 trend = self.trends[node_id] = NodeTrend(node_id, field, unit, self._capacity)
             trend.add(result.timestamp, getattr(result, trend.field))

@@ -184,7 +184,8 @@ def status(appliance: Appliance, rates: RateSampler, process: dict[str, Any],
     cfg = appliance.doc.config
     now = time.time()
     return {
-        "device": {"id": cfg.device.id, "name": cfg.device.name},
+        "device": {"id": cfg.device.id, "name": cfg.device.name, "gas": cfg.device.gas},
+        "writes_enabled": bool(cfg.web.token),
         "version": analyzer.get_status()["version"],
         "timestamp": now, "time": iso_utc(now),
         "uptime_s": round(time.monotonic() - appliance.started_monotonic, 3),

@@ -48,6 +48,8 @@ def test_full_outbox_drops_the_oldest_and_counts_them(tmp_path):
         box.add("t/x", b"new", qos=1, retain=False)
         assert [m.payload for m in box.pending(10)] == [b"m4", b"new"]
         assert box.dropped == 4  # persisted across the reopen
+    closed = box.get_status()  # a final status after the close keeps the counters
+    assert closed["closed"] and closed["dropped"] == 4 and closed["pending"] == 2
 
 
 def test_contents_sequence_and_row_ids_survive_reopening(tmp_path):

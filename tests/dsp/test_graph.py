@@ -49,10 +49,13 @@ def test_stereo_only_node_fed_one_channel_is_located_config_error(make_doc):
 
 
 def test_filter_edge_above_nyquist_is_located_config_error(make_doc):
-    def too_high(data):
+    def too_high(data):  # the peak finder follows: only the build can tell (Nyquist)
         graph_node(data, "bandpass")["parameters"]["center_frequency"] = 23900.0
+        graph_node(data, "peak_finder")["parameters"].update(center_frequency=23800.0,
+                                                             bandwidth=300.0)
 
-    with pytest.raises(ConfigError, match=r":\d+:\d+: .*'bandpass'"):
+    with pytest.raises(ConfigError, match=r":\d+:\d+: processing\.default_graph\.nodes"
+                       r"\[bandpass\]\.parameters\.center_frequency: .*'bandpass'.*Nyquist"):
         check_graph(make_doc(too_high))
 
 

@@ -176,6 +176,8 @@ def test_the_dashboard_loads_with_live_data(browser: Browser, boards: list[Dashb
     page = board.page
     device_id = rig.get("/api/v1/status").body["device"]["id"]
     board.wait(text_has("#device-id", device_id), f"the device id {device_id!r}")
+    board.wait(text_has("#device-id", "CO2"), "the gas (device.gas) next to the device id")
+    board.wait(text_has("#current-title", "CO2 concentration"), "the gas in the value's title")
     board.wait(IS_NUMBER, "a number in #current-value", arg="#current-value")
     assert board.text("#current-unit") == "ppm"
     board.wait(HEALTH_IS, "health 'ok'", arg="ok")
@@ -340,19 +342,42 @@ def test_writes_without_the_token_say_so(browser: Browser, boards: list[Dashboar
     board.wait(attr_is(CARD.format("alarm_relay"), "state", "idle"), "the alarm_relay card")
     assert board.text("#token-state") == "no token"
 
-    page.click(f"{CARD.format('alarm_relay')} .btn-ack")
-    board.wait(text_has("#toast", "needs the bearer token"), "the 401 message in #toast")
-    assert page.locator("#toast").get_attribute("data-kind") == "error"
-    assert page.evaluate("document.activeElement.id") == "token-input"
-    board.screenshot("unauthorized.png")
+    # every write button is visibly locked, and says why, until a token is entered
+    ack = page.locator(f"{CARD.format('alarm_relay')} .btn-ack")
+    pulse = page.locator(f"{OUTPUT.format('alarm')} .btn-pulse")
+    toggle = page.locator(f"{CARD.format('mqtt')} .btn-toggle")
+    for button in (ack, pulse, toggle, page.locator("#btn-ack-all")):
+        assert button.is_disabled()
+        assert "Enter the API token" in (button.get_attribute("title") or "")
+    assert page.evaluate("document.body.dataset.writes") == "locked"
+    board.screenshot("locked.png")
 
     board.save_token("not-the-token")
+    for button in (ack, pulse, toggle):
+        assert button.is_enabled() and button.get_attribute("title") is None
     page.click(f"{CARD.format('alarm_relay')} .btn-ack")
     board.wait(text_has("#toast", "the bearer token is wrong"), "the 403 message in #toast")
+    assert page.locator("#toast").get_attribute("data-kind") == "error"
+    assert ack.is_enabled()  # usable again once the answer came
     operator = [e.kind for e in rig.appliance.action_events.since(0)
                 if e.kind in {"acknowledged", "enabled", "disabled"}]
     assert operator == []
-    board.assert_clean(allowed_statuses=(401, 403))
+    board.assert_clean(allowed_statuses=(403,))
+
+
+def test_controls_stay_locked_when_the_appliance_has_no_token(
+        browser: Browser, boards: list[Dashboard], make_rig: Any) -> None:
+    rig = make_rig(token="")
+    wait_for_data(rig)
+    board = open_board(browser, boards, rig)
+    page = board.page
+    board.wait(attr_is(CARD.format("alarm_relay"), "state", "idle"), "the alarm_relay card")
+    board.save_token(TOKEN)
+    ack = page.locator(f"{CARD.format('alarm_relay')} .btn-ack")
+    board.wait(f"() => document.querySelector({CARD.format('alarm_relay')!r} + ' .btn-ack')"
+               f".title.includes('no web.token')", "the no-token reason on the button")
+    assert ack.is_disabled()
+    board.assert_clean()
 
 
 def test_a_phone_gets_no_horizontal_scroll(browser: Browser, boards: list[Dashboard],

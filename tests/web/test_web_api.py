@@ -82,13 +82,15 @@ def test_read_endpoints_return_documented_shapes(rig: WebRig, openapi: OpenApi) 
         "/api/v1/outputs": "/api/v1/outputs",
         "/api/v1/spectrum": "/api/v1/spectrum",
         "/api/v1/trend": "/api/v1/trend?seconds=60&points=20",
+        "/api/v1/events": "/api/v1/events?limit=5",
     }
     for template, path in paths.items():
         answer = rig.get(path)
         assert answer.status == 200, (path, answer.body)
         openapi.validate_response("GET", template, 200, answer.body)
     documented_gets = {r.path for r in ROUTES if r.method == "GET"}
-    assert documented_gets - set(paths) == {"/api/v1/stream", "/api/v1/openapi.json"}
+    assert documented_gets - set(paths) == {"/api/v1/stream", "/api/v1/openapi.json",
+                                            "/api/v1/export.csv"}
 
 
 def test_values_are_those_of_the_running_appliance(rig: WebRig) -> None:

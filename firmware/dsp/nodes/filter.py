@@ -11,7 +11,7 @@ from firmware.dsp.filters import StreamingSosFilter, design_sos
 from firmware.dsp.frame import Frame
 from firmware.dsp.node import BuildContext, Node
 from firmware.dsp.registry import register
-from firmware.errors import ConfigError, DspError
+from firmware.errors import ConfigError, DspError, NodeParameterError
 from firmware.strict_model import StrictModel
 
 
@@ -90,7 +90,13 @@ class FilterNode(Node):
                 attenuation_db=params.attenuation_db,
             )
         except DspError as exc:
-            raise ConfigError(f"node {node_id!r} (filter): {exc}") from None
+            message = f"node {node_id!r} (filter): {exc}"
+            name = str(exc).split("=", 1)[0]  # "high_hz=24200.0 Hz is outside ..."
+            if name not in ("low_hz", "high_hz", "cutoff_hz"):
+                raise ConfigError(message) from None
+            if params.center_frequency is not None:  # the edge comes from centre + width
+                name = "center_frequency"
+            raise NodeParameterError(message, key=name) from None
         self._filter = StreamingSosFilter(sos, channels=ctx.input_channels,
                                           frame_size=ctx.frame_size)
 

@@ -11,7 +11,7 @@ from firmware.dsp.frame import Frame
 from firmware.dsp.lockin import LockInDetector
 from firmware.dsp.node import BuildContext, Node
 from firmware.dsp.registry import register
-from firmware.errors import ConfigError, DspError
+from firmware.errors import ConfigError, DspError, NodeParameterError
 from firmware.state import ComputingResult
 from firmware.strict_model import StrictModel
 
@@ -36,10 +36,10 @@ class LockInNode(Node):
     def __init__(self, node_id: str, params: LockInParams, ctx: BuildContext) -> None:
         super().__init__(node_id, params, ctx)
         if params.reference_frequency >= ctx.sample_rate / 2.0:
-            raise ConfigError(
+            raise NodeParameterError(
                 f"node {node_id!r} (lockin): reference_frequency {params.reference_frequency} Hz"
-                f" must be below the Nyquist frequency {ctx.sample_rate / 2.0} Hz"
-            )
+                f" must be below the Nyquist frequency {ctx.sample_rate / 2.0} Hz",
+                key="reference_frequency")
         try:
             self._detector = LockInDetector(
                 sample_rate=ctx.sample_rate,

@@ -12,17 +12,22 @@ from firmware.dsp.node import BuildContext, Node
 from firmware.dsp.peaks import PeakFinder
 from firmware.dsp.registry import register
 from firmware.dsp.spectrum_tap import SpectrumTap
-from firmware.errors import ConfigError, DspError
+from firmware.errors import ConfigError, DspError, NodeParameterError
 from firmware.state import ComputingResult
 from firmware.strict_model import StrictModel
 
 
 class PeakFinderParams(StrictModel):
-    """Search ``frequency_min``..``frequency_max`` Hz of an ``fft_size``-point spectrum."""
+    """Search ``frequency_min``..``frequency_max`` Hz of an ``fft_size``-point spectrum, or
+    ``center_frequency`` +/- ``bandwidth``/2 (like a filter: the resonance set once, e.g. with
+    a shared value, and the same for both)."""
 
     fft_size: int = Field(4096, ge=64, le=65536)
     frequency_min: float = Field(1500.0, ge=0)
     frequency_max: float = Field(2500.0, gt=0)
+    center_frequency: float | None = Field(
+        None, gt=0, description="search band centre (with bandwidth, instead of min/max)")
+    bandwidth: float | None = Field(None, gt=0, description="search band width in Hz")
     window: Literal["hann", "blackmanharris", "flattop", "rectangular"] = "hann"
     detection_threshold_db: float = Field(
         12.0, ge=0, le=120, description="peak over noise floor needed to report a detection"
@@ -35,6 +40,22 @@ class PeakFinderParams(StrictModel):
 
     @model_validator(mode="after")
     def _range_ordered(self) -> PeakFinderParams:
+        by_center = self.center_frequency is not None or self.bandwidth is not None
+        if by_center:
+            if self.center_frequency is None or self.bandwidth is None:
+                raise ValueError("center_frequency and bandwidth go together")
+            given = {"frequency_min", "frequency_max"} & self.model_fields_set
+            if given:
+                raise ValueError(f"give either center_frequency+bandwidth or frequency_min+"
+                                 f"frequency_max, not both (got {', '.join(sorted(given))} "
+                                 f"too)")
+            if self.bandwidth / 2 >= self.center_frequency:
+                raise ValueError(f"bandwidth {self.bandwidth:g} Hz reaches below 0 Hz around "
+                                 f"center_frequency {self.center_frequency:g} Hz")
+            half = self.bandwidth / 2
+            # frozen model: set the derived band once, here, as validation does
+            self.__dict__["frequency_min"] = self.center_frequency - half
+            self.__dict__["frequency_max"] = self.center_frequency + half
         if self.frequency_max <= self.frequency_min:
             raise ValueError(
                 f"frequency_max ({self.frequency_max}) must be above frequency_min "
@@ -58,10 +79,11 @@ class PeakFinderNode(Node):
         super().__init__(node_id, params, ctx)
         nyquist = ctx.sample_rate / 2.0
         if params.frequency_max > nyquist:
-            raise ConfigError(
+            raise NodeParameterError(
                 f"node {node_id!r} (peak_finder): frequency_max {params.frequency_max} Hz is "
-                f"above the Nyquist frequency {nyquist} Hz of a {ctx.sample_rate} Hz stream"
-            )
+                f"above the Nyquist frequency {nyquist} Hz of a {ctx.sample_rate} Hz stream",
+                key="center_frequency" if params.center_frequency is not None
+                else "frequency_max")
         try:
             self._finder = PeakFinder(
                 sample_rate=ctx.sample_rate,

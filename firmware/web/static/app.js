@@ -302,6 +302,8 @@ const app = {
   lastResultsAt: 0,
   status: null,
   streamUp: false,
+  gas: '',
+  writesEnabled: null, // null until the first status says whether a token is configured
 };
 
 function renderDevice(device) {
@@ -309,8 +311,13 @@ function renderDevice(device) {
   if (!d) return;
   const name = str(d.name) || 'Photoacoustic analyzer';
   const id = str(d.id);
+  const gas = str(d.gas);
   setText($('#device-name'), name);
-  setText($('#device-id'), id);
+  setText($('#device-id'), gas ? `${id} · ${gas}` : id);
+  if (gas !== app.gas) {
+    app.gas = gas;
+    renderCurrent();
+  }
   const title = id ? `${name} · ${id}` : name;
   if (document.title !== title) document.title = title;
 }
@@ -414,6 +421,10 @@ function handleStatus(s) {
   app.status = status;
   noteServerTime(status.timestamp);
   renderDevice(status.device);
+  if (typeof status.writes_enabled === 'boolean' && status.writes_enabled !== app.writesEnabled) {
+    app.writesEnabled = status.writes_enabled;
+    applyWriteAccess();
+  }
   renderHealthState(status.health);
   renderHealthPanel(status);
   if (Array.isArray(status.actions)) renderActions(status.actions);
@@ -451,7 +462,8 @@ function renderCurrent() {
   const { node, result, field, unit } = src;
   setText($('#current-value'), fmtValue(result[field]));
   setText($('#current-unit'), unit);
-  setText($('#current-title'), field === 'concentration_ppm' ? 'Concentration' : field.replace(/_/g, ' '));
+  const gas = app.gas ? `${app.gas} ` : '';
+  setText($('#current-title'), field === 'concentration_ppm' ? `${gas}concentration` : field.replace(/_/g, ' '));
   setText($('#current-node'), node);
   // frequency / SNR: the result's own, else its source node's (the peak finder)
   const upstream = obj(app.results[str(result.source_node_id)]);
@@ -1423,6 +1435,7 @@ function createCard(id) {
   };
   card.reload.remove(); // only python actions get it (added in updateCard)
   setText(card.name, id);
+  for (const b of [card.ack, card.toggle, card.reload]) markWrite(b);
   card.ack.addEventListener('click', safe(() => acknowledge(card)));
   card.toggle.addEventListener('click', safe(() => toggleEnabled(card)));
   card.reload.addEventListener('click', safe(() => reloadScript(card)));
@@ -1584,8 +1597,37 @@ async function loadHistory(card) {
 
 // -------------------------------------------------------------------- writes
 
+/** Why write buttons cannot be used now ('' when they can). */
+function writeBlockedReason() {
+  if (app.writesEnabled === false) return 'Controls are disabled on this appliance: no web.token is configured';
+  if (!getToken()) return 'Enter the API token (top right) to use the controls';
+  return '';
+}
+
+/** Every write button (data-write) disabled, with the reason as its tooltip, until a token is entered. */
+function applyWriteAccess(only) {
+  const reason = writeBlockedReason();
+  const buttons = only ? [only] : document.querySelectorAll('[data-write]');
+  for (const b of buttons) {
+    if (b.dataset.busy === 'true') continue;
+    b.disabled = !!reason;
+    if (reason) b.title = reason;
+    else b.removeAttribute('title');
+  }
+  document.body.dataset.writes = reason ? 'locked' : 'open';
+}
+
+function markWrite(button) {
+  button.dataset.write = '';
+  applyWriteAccess(button);
+  return button;
+}
+
 async function post(path, body, button) {
-  if (button) button.disabled = true;
+  if (button) {
+    button.disabled = true;
+    button.dataset.busy = 'true';
+  }
   try {
     const r = await api(path, { method: 'POST', body: body ?? {}, auth: true });
     if (!r.ok) {
@@ -1595,7 +1637,10 @@ async function post(path, body, button) {
     }
     return obj(r.data) || {};
   } finally {
-    if (button) button.disabled = false;
+    if (button) {
+      delete button.dataset.busy;
+      applyWriteAccess(button);
+    }
   }
 }
 
@@ -1693,6 +1738,7 @@ function renderOutputs(resp) {
     if (kind === 'relay' && !rec.pulse) {
       rec.pulse = el('button', 'btn btn-pulse', 'Pulse 1 s');
       rec.pulse.type = 'button';
+      markWrite(rec.pulse);
       rec.pulse.addEventListener('click', safe(() => pulseRelay(name, rec.pulse)));
       rec.root.append(rec.pulse);
     } else if (kind !== 'relay' && rec.pulse) {
@@ -1739,6 +1785,13 @@ function addEvent(ev) {
   while (list.children.length > MAX_EVENTS) list.lastElementChild.remove();
   const card = cards.get(str(e.id));
   if (card && card.history.open) loadHistory(card);
+}
+
+/** The newest events kept by the appliance (across restarts), before the stream's new ones. */
+async function loadEvents() {
+  const r = await api(`${API}/events?limit=${MAX_EVENTS}`);
+  if (!r.ok || !obj(r.data)) return;
+  for (const e of arr(r.data.events)) addEvent(e); // oldest first: each goes on top
 }
 
 // -------------------------------------------------------------------- stream
@@ -1922,6 +1975,7 @@ function initToken() {
       return;
     }
     show();
+    applyWriteAccess();
     toast(value ? 'Token saved' : 'Token cleared', 'ok');
   });
   form?.addEventListener('submit', (ev) => {
@@ -1940,6 +1994,7 @@ function init() {
   }
   {
     const ackAll = $('#btn-ack-all');
+    if (ackAll) markWrite(ackAll);
     ackAll?.addEventListener('click', safe(() => acknowledgeAll(ackAll)));
   }
   for (const b of document.querySelectorAll('[data-spectrum-zoom]')) {
@@ -1979,6 +2034,7 @@ function init() {
   }), 1000);
 
   loadTrend();
+  loadEvents();
   openStream();
   pollers.spectrum.kick(0);
   // first paint without waiting for the stream's first status event
