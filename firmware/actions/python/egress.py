@@ -47,11 +47,16 @@ class Destination:
     port: int
 
 
+def nft_path() -> str | None:
+    """The nft binary (in /usr/sbin, which a service's PATH may lack)."""
+    return shutil.which("nft") or shutil.which("nft", path="/usr/sbin:/sbin")
+
+
 def available(can_manage: bool) -> tuple[bool, str]:
     """Whether per-worker tables can be installed, and why not."""
     if not can_manage:
         return False, "needs root or CAP_NET_ADMIN"
-    if shutil.which("nft") is None:
+    if nft_path() is None:
         return False, "nft is not installed (Debian package nftables)"
     return True, ""
 
@@ -89,7 +94,7 @@ def remove(worker: str) -> None:
 def rejected(worker: str) -> int | None:
     """Packets the worker's table rejected so far (None when unknown)."""
     try:
-        out = subprocess.run(["nft", "list", "table", "inet", table_name(worker)],
+        out = subprocess.run([nft_path() or "nft", "list", "table", "inet", table_name(worker)],
                              capture_output=True, text=True, timeout=NFT_TIMEOUT_S, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -101,7 +106,8 @@ def rejected(worker: str) -> int | None:
 def tables() -> list[str]:
     """Names of the pafw worker tables present (to sweep those of dead appliances)."""
     try:
-        out = subprocess.run(["nft", "list", "tables", "inet"], capture_output=True, text=True,
+        out = subprocess.run([nft_path() or "nft", "list", "tables", "inet"],
+                             capture_output=True, text=True,
                              timeout=NFT_TIMEOUT_S, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return []
@@ -116,7 +122,8 @@ def drop_table(name: str) -> None:
 
 def _nft(script: str) -> None:
     try:
-        out = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True,
+        out = subprocess.run([nft_path() or "nft", "-f", "-"], input=script,
+                             capture_output=True, text=True,
                              timeout=NFT_TIMEOUT_S, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise EgressError(f"nft failed: {exc}") from None
