@@ -128,9 +128,12 @@ class ConfigDocument:
     def chain_warnings(self) -> tuple[str, ...]:
         """The signal chain's warnings (``config_chain``) for this document's config, located
         (recomputed for a changed config, e.g. ``analyze`` reading a WAV file)."""
-        return tuple(self.locate((*GRAPH_PATH, "nodes", p.index, "parameters", *p.key),
-                                 p.message)
-                     for p in chain_problems(self.config) if not p.error)
+        located = [self.locate((*GRAPH_PATH, "nodes", p.index, "parameters", *p.key), p.message)
+                   for p in chain_problems(self.config) if not p.error]
+        located += [self.locate((*GRAPH_PATH, "nodes", index, "parameters",
+                                 "python_script_path"), message)
+                    for index, message in missing_scripts(self.config)]
+        return tuple(located)
 
     def with_config(self, config: Config) -> ConfigDocument:
         """The same document (name, positions) around a changed ``config``."""
@@ -170,6 +173,25 @@ def _raw_graph(data: Any) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]
         return None
     flat = [v for pair in nodes + edges for v in pair]
     return (nodes, edges) if all(isinstance(v, str) for v in flat) else None
+
+
+def missing_scripts(config: Config) -> list[tuple[int, str]]:
+    """(node index, message) of each python_action whose script is not in the scripts
+    directory yet: a warning, since scripts are usually pushed after the config (the action
+    then fails at start until its script arrives, and hot-reloads it when it does)."""
+    missing = []
+    for index, node in enumerate(config.processing.default_graph.nodes):
+        path = node.parameters.get("python_script_path") if node.type == "python_action" \
+            else None
+        if not isinstance(path, str):
+            continue
+        relative = path.removeprefix("/user_scripts/")
+        location = Path(relative) if Path(relative).is_absolute() else \
+            config.paths.scripts_dir / relative
+        if not location.is_file():
+            missing.append((index, f"script {location} does not exist yet (push it with "
+                                   f"`pafw script push`; until then the action fails)"))
+    return missing
 
 
 def load_config(

@@ -97,14 +97,9 @@ class PythonActionParams(ActionParams):
             problems.append(("capabilities", "mqtt_publish is granted but mqtt.enabled is "
                                              "false"))
         try:
-            location = script_location(config.paths.scripts_dir, self.python_script_path)
+            script_location(config.paths.scripts_dir, self.python_script_path)
         except ScriptError as exc:
             problems.append(("python_script_path", str(exc)))
-        else:
-            if not location.is_file():
-                problems.append(("python_script_path", f"{location} does not exist (the "
-                                 f"scripts directory is {config.paths.scripts_dir}; push the "
-                                 f"script with `pafw script push`)"))
         return problems
 
 

@@ -57,6 +57,8 @@ MAX_UNSENT_BYTES = 2 * DEFAULT_MAX_FRAME_BYTES
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
           "warn": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL}
 _serial = 0
+#: CPU seconds between calls after which the host warns (once per worker)
+BACKGROUND_CPU_WARN_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,10 @@ class PythonWorker:
         self._in_flight = 0
         #: where the script was when the worker was killed for a protocol violation
         self.kill_info: dict[str, Any] | None = None
+        #: CPU seconds the worker used while no call was in flight (threads of its own)
+        self.background_cpu_s = 0.0
+        self._cpu_seen: float | None = None
+        self._background_warned = False
         self._handle = handle_request
         self.logger = logger
         self.limiter = LogLimiter(logger, f"python action {spec.node_id}", spec.log_lines_per_s)
@@ -368,6 +374,7 @@ class PythonWorker:
         placement = self.placement
         if not self.alive or placement is None or self.kill_reason:
             return None
+        self._account_background_cpu()
         reason = None
         if placement.cgroup is not None and placement.cgroup.stats().get("oom_kills"):
             reason = (f"worker {self.pid} reached max_memory_mb {self.spec.max_memory_mb} "
@@ -384,6 +391,24 @@ class PythonWorker:
         if reason is not None:
             self.kill("memory" if "max_memory_mb" in reason else "storage")
         return reason
+
+    def _account_background_cpu(self) -> None:
+        """Add the CPU used since the last look to ``background_cpu_s`` when no call was in
+        flight, and warn once past BACKGROUND_CPU_WARN_S: the cgroup throttles such a worker
+        to max_cpu_percent, the operator should know why it is busy."""
+        cgroup = self.placement.cgroup if self.placement is not None else None
+        cpu = cgroup.stats().get("cpu_s") if cgroup is not None else None
+        if cpu is None:
+            return
+        if self._cpu_seen is not None and not self._lock.locked():
+            self.background_cpu_s += max(0.0, cpu - self._cpu_seen)
+        self._cpu_seen = cpu
+        if self.background_cpu_s > BACKGROUND_CPU_WARN_S and not self._background_warned:
+            self._background_warned = True
+            self.logger.warning(
+                "python action %s: worker %s used %.1f s of CPU between calls (threads of "
+                "the script); throttled to max_cpu_percent %d", self.spec.node_id, self.pid,
+                self.background_cpu_s, self.spec.max_cpu_percent)
 
     def _note_oom_kill(self, code: int) -> None:
         """A worker the kernel killed for its cgroup's memory limit is a memory kill, with
@@ -451,6 +476,7 @@ class PythonWorker:
                 "protections": self.protections() if self.ready_info else None,
                 "confinement": placement.get_status() if placement is not None else None,
                 "usage": cgroup.stats() if cgroup is not None and self.alive else None,
+                "background_cpu_s": round(self.background_cpu_s, 3),
                 "calls": self.calls, "requests": self.requests,
                 "log_suppressed": self.limiter.suppressed_total}
 
