@@ -9,13 +9,13 @@ the SD card; a worker killed in between (timeout, memory) loses at most that muc
 
 The database lives in the action's persistent data directory, granted with
 ``capabilities.data_mb`` (the worker may write nowhere else that survives a restart): a
-relative ``database`` path is taken from there, i.e. ``<state_dir>/python_actions/<node
-id>/data/`` (``/var/lib/pafw/python_actions/datalog/data/co2.sqlite`` on an appliance). It is
-in WAL mode: you can read it while the appliance writes, e.g. ``sqlite3 -readonly
-/var/lib/pafw/python_actions/datalog/data/co2.sqlite "SELECT time, concentration_ppm FROM
-measurements ORDER BY id DESC LIMIT 10"``. Size ``data_mb`` above the database at
-``max_rows`` (about 130 bytes a row) plus its WAL: a worker whose directory outgrows the grant
-is stopped and reported. A database that cannot be opened stops the script at load, with the
+relative ``database`` path is taken from there, i.e. ``<scripts.data_dir>/<node id>/``
+(``/var/lib/pafw-worker/datalog/co2.sqlite`` on an appliance; without per-action uids
+``<state_dir>/python_actions/data/<node id>/``). It is in WAL mode: you can read it while the
+appliance writes, e.g. ``sqlite3 -readonly /var/lib/pafw-worker/datalog/co2.sqlite
+"SELECT time, concentration_ppm FROM measurements ORDER BY id DESC LIMIT 10"``. Size
+``data_mb`` above the database at ``max_rows`` (about 130 bytes a row) plus its WAL: a worker
+whose directory outgrows the grant is stopped and reported. A database that cannot be opened stops the script at load, with the
 reason in the node status (``last_error``).
 
 Node configuration (under ``processing.default_graph.nodes``; connect it from the
