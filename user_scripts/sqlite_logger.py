@@ -15,8 +15,8 @@ relative ``database`` path is taken from there, i.e. ``<scripts.data_dir>/<node 
 appliance writes, e.g. ``sqlite3 -readonly /var/lib/pafw-worker/datalog/co2.sqlite
 "SELECT time, concentration_ppm FROM measurements ORDER BY id DESC LIMIT 10"``. Size
 ``data_mb`` above the database at ``max_rows`` (about 130 bytes a row) plus its WAL: a worker
-whose directory outgrows the grant is stopped and reported. A database that cannot be opened stops the script at load, with the
-reason in the node status (``last_error``).
+whose directory outgrows the grant is stopped and reported. A database that cannot be
+opened stops the script at load, with the reason in the node status (``last_error``).
 
 Node configuration (under ``processing.default_graph.nodes``; connect it from the
 concentration node):
