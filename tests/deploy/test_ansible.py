@@ -271,7 +271,8 @@ class TestDeployment:
             "/var/lib/pafw/user_scripts": ("pafw", "pafw-upload", 0o2775, stat.S_IFDIR),
             "/var/cache/pafw": ("pafw", "pafw", 0o750, stat.S_IFDIR),
             "/var/cache/pafw/numba": ("pafw", "pafw", 0o750, stat.S_IFDIR),
-            "/var/lib/pafw-worker": ("pafw-worker", "pafw-worker", 0o700, stat.S_IFDIR),
+            # the root of the actions' data directories: traversable by their uids
+            "/var/lib/pafw-worker": ("pafw", "pafw", 0o711, stat.S_IFDIR),
             "/opt/pafw/venv/bin/pafw": ("root", "root", 0o755, stat.S_IFREG),
             "/etc/systemd/system/pafw.service": ("root", "root", 0o644, stat.S_IFREG),
         }
@@ -294,6 +295,7 @@ class TestDeployment:
                                    "scripts_dir": "/var/lib/pafw/user_scripts",
                                    "cache_dir": "/var/cache/pafw/numba"}
         assert config["scripts"]["worker_user"] == "pafw-worker"
+        assert config["scripts"]["data_dir"] == "/var/lib/pafw-worker"
         assert config["device"]["id"] == "pafw-test-01"
         for label, run in deployment.runs.items():  # --diff and results never show them
             assert "w$rd" not in run.output and "s3cr3t" not in run.output, label
@@ -486,8 +488,11 @@ class TestUnderSystemd:
         status = service.statuses["unit-change"]
         # CAP_CHOWN 0, DAC_OVERRIDE 1, FOWNER 3, KILL 5, SETGID 6, SETUID 7, NET_ADMIN 12
         worker_caps = sum(1 << bit for bit in (0, 1, 3, 5, 6, 7, 12))
+        # systemd-nspawn keeps CAP_NET_ADMIN out of a container without a private network:
+        # there the service holds the rest (and its workers get no egress table)
         for key in ("CapEff", "CapPrm", "CapAmb", "CapBnd"):
-            assert int(status[key], 16) == worker_caps, (key, status[key])
+            assert int(status[key], 16) in (worker_caps, worker_caps & ~(1 << 12)), (
+                key, status[key])
         assert status["NoNewPrivs"] == "1"
 
     def test_numba_needs_writable_executable_memory(self, service: Service) -> None:
