@@ -387,3 +387,22 @@ def test_an_interpreter_workers_cannot_read_is_refused_with_the_path_to_fix():
             check_readable_by_others({str(library)})
         private.chmod(0o755)
         check_readable_by_others({str(library)})
+
+
+def test_the_data_directory_descriptor_is_closed_once(tmp_path):
+    """The host's copy of the data directory descriptor is closed after the spawn and never
+    again: its number is reused at once (a socket of the control loop, say)."""
+    from firmware.actions.python.confinement import Placement
+
+    placement = Placement(name="x", uid=None, gid=None, scratch=tmp_path, scratch_mb=1,
+                          scratch_is_tmpfs=False)
+    placement.data_fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    placement.worker_data_fd = placement.data_fd
+    placement.close_fds()
+    reused = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        placement.close_fds()  # release() does it again
+        os.fstat(reused)  # still open
+        assert placement.init_fields()["data_fd"] == placement.worker_data_fd
+    finally:
+        os.close(reused)

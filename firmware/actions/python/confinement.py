@@ -83,12 +83,14 @@ class Placement:
     #: the data directory, open for the worker (inherited, then its working directory: the
     #: worker's uid needs no right on the state directory's ancestors)
     data_fd: int | None = None
+    #: the descriptor's number in the worker (it inherits it under the same number)
+    worker_data_fd: int | None = None
 
     def init_fields(self) -> dict[str, Any]:
         """What the worker needs of it, merged into the ``init`` frame."""
         return {"worker_uid": self.uid, "worker_gid": self.gid,
                 "scratch_dir": str(self.scratch), "scratch_mb": self.scratch_mb,
-                "data_fd": self.data_fd, "tcp_ports": self.tcp_ports,
+                "data_fd": self.worker_data_fd, "tcp_ports": self.tcp_ports,
                 "resolved_hosts": self.resolved}
 
     def pass_fds(self) -> tuple[int, ...]:
@@ -97,9 +99,10 @@ class Placement:
 
     def close_fds(self) -> None:
         """Close the host's copies once the worker has its own."""
-        if self.data_fd is not None:
+        fd, self.data_fd = self.data_fd, None  # once: the number is reused after close
+        if fd is not None:
             with contextlib.suppress(OSError):
-                os.close(self.data_fd)
+                os.close(fd)
 
     def scratch_bytes(self) -> int:
         """Bytes in the scratch directory (bounded walk: at most 10 000 entries)."""
@@ -256,7 +259,6 @@ class Confinement:
         data directory stays)."""
         self._live.pop(placement.name, None)
         placement.close_fds()
-        placement.data_fd = None
         if placement.cgroup is not None:
             placement.cgroup.remove()
         if placement.egress_table is not None:
@@ -355,7 +357,8 @@ class Confinement:
                 if entry.lstat().st_uid != placement.owner[0]:
                     self._chown(entry, placement.owner)
         placement.data_dir, placement.data_mb = path, spec.data_mb
-        placement.data_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        placement.data_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        placement.worker_data_fd = placement.data_fd
 
     def _make_cgroup(self, placement: Placement, spec: WorkerSpec) -> None:
         manager = self.cgroup_manager
