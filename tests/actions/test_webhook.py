@@ -187,7 +187,9 @@ def test_event_loop_keeps_running_during_a_slow_request(serve: Any) -> None:
     outcome = asyncio.run(main())
     assert (outcome.success, outcome.attempts) == (False, 1)
     assert outcome.error == "timed out after 0.3 s"
-    assert ticks >= 10
+    # a request that blocked the loop would let it tick once or twice (before and after the
+    # timeout); a free loop ticks up to 30 times in 0.3 s, fewer when the machine is loaded
+    assert ticks >= 5
 
 
 def test_unserialisable_payload_is_a_failure_without_request(serve: Any) -> None:
