@@ -11,10 +11,18 @@ import pytest
 
 from firmware.runtime import Appliance
 from firmware.service import Service
+from tests import waiting
 from tests.conftest import graph_node
-from tests.waiting import wait_until
 
 STEP_FRAMES = 24  # 2 s at 48 kHz / 4096
+
+
+def wait_until(predicate, timeout: float = waiting.GENEROUS_S, what: str = "the condition"):
+    """tests.waiting.wait_until (AssertionError on timeout) returning True, so that
+    ``assert wait_until(..., timeout=...)`` also works: tests/actions/test_python_action.py
+    imports it with that signature."""
+    waiting.wait_until(predicate, timeout, what)
+    return True
 
 
 def scenario(data, levels, *, step_s=2.0, mqtt=False):
