@@ -135,6 +135,8 @@ def test_bench_json_has_the_documented_figures(state_env):
     figures = json.loads(out.stdout)
     for key in ("realtime_factor", "speedup_vs_reference", "first_result_s", "per_node_us"):
         assert key in figures
+    # the product's requirement, not a figure: the graph keeps up with the audio. It runs
+    # ~100x faster than real time even on a loaded machine; the figures are the bench's
     assert figures["realtime_factor"] > 1
     assert figures["first_result_s"] > 0
 

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from firmware.config import default_config_text
+from tests.waiting import wait_until
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 PAFW = [sys.executable, "-m", "firmware.cli"]
@@ -103,7 +104,7 @@ def appliance(tmp_path):
     proc = subprocess.Popen([*PAFW, "run", "--config", str(config)],
                             stderr=subprocess.DEVNULL)
     store = state / "python_actions" / "py" / "store.json"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180
     while not (store.exists() and (state / "status.json").exists()):
         assert time.monotonic() < deadline and proc.poll() is None, "appliance did not start"
         time.sleep(0.2)
@@ -126,7 +127,8 @@ def push(sshd, appliance, script: Path, *extra):
         [*PAFW, "script", "push", "root@127.0.0.1", str(script), "--port", str(sshd["port"]),
          "-i", str(sshd["key"]), "-o", f"UserKnownHostsFile={sshd['known_hosts']}",
          "--remote-pafw", shlex.join(PAFW), "--remote-config", str(appliance["config"]),
-         *extra], capture_output=True, text=True, timeout=180)
+         # the wait for the new version is not what these tests time: a generous bound
+         "--timeout", "120", *extra], capture_output=True, text=True, timeout=300)
 
 
 def test_push_good_then_broken_script(sshd, appliance, tmp_path):
@@ -168,10 +170,11 @@ def test_slow_scp_is_loaded_only_once_complete(sshd, appliance, tmp_path):
          str(big), f"root@127.0.0.1:{appliance['scripts'] / 'versioned.py'}"],
         check=True, timeout=120)
     assert time.monotonic() - start > 3, "the copy was slow enough to matter"
-    deadline = time.monotonic() + 30
-    while running_version(appliance) != 5:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    wait_until(lambda: running_version(appliance) == 5, 60, "version 5 running")
+    # the snapshot is rewritten every second: wait for it to show the reload, then watch
+    # one more interval for a second (or failed) one
+    wait_until(lambda: worker_status(appliance)["reloads"] > reloads, 60,
+               "the reload in the status snapshot", poll_s=0.2)
     time.sleep(1.5)
     status = worker_status(appliance)
     assert status["reload_failures"] == 0, "no half-written version was ever tried"

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from firmware.appliance import Analyzer
+from tests.waiting import wait_until
 
 SOAK_SECONDS = float(os.environ.get("PAFW_SOAK_SECONDS", "8"))
 
@@ -22,9 +23,14 @@ def test_realtime_run_keeps_pace_without_fault_or_growth(make_doc):
     analyzer = Analyzer(make_doc(), realtime=True)
     analyzer.warm_up()
     analyzer.start()
+    # The first frames load kernels (and compile the source's on a cold cache: seconds on a
+    # loaded machine): wait for the first result, however long that takes, then let the
+    # loop settle before the measured window starts.
+    wait_until(lambda: analyzer.state.get("concentration") is not None, 180, "the first result")
     time.sleep(min(2.0, SOAK_SECONDS / 4))
     rss_start_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     frames_start = analyzer.frames
+    overruns_start = analyzer.overruns
     start = time.monotonic()
     while time.monotonic() - start < SOAK_SECONDS:
         time.sleep(0.5)
@@ -37,6 +43,8 @@ def test_realtime_run_keeps_pace_without_fault_or_growth(make_doc):
     expected = elapsed * 48000 / 4096
     assert analyzer.fault is None
     assert abs(frames - expected) <= 3, (frames, expected)
-    assert analyzer.overruns == 0
+    # within the window: a frame's graph takes ~0.3 ms (p99 < 5 ms on a loaded 2-core
+    # machine) of its 85 ms
+    assert analyzer.overruns - overruns_start == 0
     assert rss_growth_kb < 20_000
     assert analyzer.source.get_status()["frames_read"] == analyzer.frames

@@ -7,14 +7,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from firmware.config import default_config_text
+from firmware.status_file import read_snapshot, snapshot_path
 from tests.actions.mqtt_broker import Broker, Subscriber
+from tests.waiting import wait_until
 
 DEVICE = "cell-7"
 ROOT = f"pafw/{DEVICE}"
@@ -51,11 +52,11 @@ def test_measurements_events_states_discovery_and_last_will(mosquitto, tmp_path)
     try:
         assert sub.wait_for(lambda _m: [e["kind"] for e in payloads(sub, "events")
                                         if e["trigger_name"] == "high_gas"]
-                            == ["trigger", "clear"], timeout=60)
+                            == ["trigger", "clear"], timeout=120)
         clear_seq = payloads(sub, "events")[-1]["seq"]
         assert sub.wait_for(lambda _m: sum(  # the second is past the step's transition frame
-            m["seq"] > clear_seq for m in payloads(sub, "measurements")) >= 2, timeout=10)
-        assert sub.wait_for(lambda _m: len(sub.on(f"{ROOT}/status")) > 0, timeout=10)
+            m["seq"] > clear_seq for m in payloads(sub, "measurements")) >= 2, timeout=30)
+        assert sub.wait_for(lambda _m: len(sub.on(f"{ROOT}/status")) > 0, timeout=30)
         availability = [m.payload.decode() for m in sub.on(f"{ROOT}/availability")]
         assert availability[0] == "online"
 
@@ -102,10 +103,10 @@ def test_clean_stop_says_offline(mosquitto, tmp_path):
     sub = Subscriber(mosquitto, [f"{ROOT}/availability"], client_id="e2e-avail")
     proc = start_pafw(write_config(tmp_path, mosquitto, [500.0]))
     try:
-        assert sub.wait_for(lambda m: any(x.payload == b"online" for x in m), timeout=60)
+        assert sub.wait_for(lambda m: any(x.payload == b"online" for x in m), timeout=120)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
-        assert sub.wait_for(lambda m: m[-1].payload == b"offline", timeout=10)
+        assert sub.wait_for(lambda m: m[-1].payload == b"offline", timeout=30)
     finally:
         proc.kill()
         proc.wait()
@@ -116,12 +117,16 @@ def test_messages_of_a_killed_appliance_arrive_after_restart(mosquitto, tmp_path
     config = write_config(tmp_path, mosquitto, [800.0])
     mosquitto.stop()
     first = start_pafw(config)
-    outbox = tmp_path / "state" / "mqtt-outbox.sqlite3"
+    snapshot = snapshot_path(tmp_path / "state")
+
+    def pending() -> int:
+        status = read_snapshot(snapshot) or {}
+        return int(((status.get("mqtt") or {}).get("outbox") or {}).get("pending") or 0)
+
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not outbox.exists():
-            time.sleep(0.2)
-        time.sleep(4.0)  # measurements pile up in the outbox while no broker answers
+        # measurements pile up in the outbox while no broker answers: wait for ten of them
+        # (however long a loaded machine takes), as the status snapshot reports them
+        wait_until(lambda: pending() >= 10, 120, "10 measurements in the first run's outbox")
     finally:
         first.kill()  # kill -9 with messages pending
         first.wait()

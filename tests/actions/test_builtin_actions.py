@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
@@ -12,9 +11,18 @@ import pytest
 
 from firmware.runtime import Appliance
 from firmware.service import Service
+from tests import waiting
 from tests.conftest import graph_node
 
 STEP_FRAMES = 24  # 2 s at 48 kHz / 4096
+
+
+def wait_until(predicate, timeout: float = waiting.GENEROUS_S, what: str = "the condition"):
+    """tests.waiting.wait_until (AssertionError on timeout) returning True, so that
+    ``assert wait_until(..., timeout=...)`` also works: tests/actions/test_python_action.py
+    imports it with that signature."""
+    waiting.wait_until(predicate, timeout, what)
+    return True
 
 
 def scenario(data, levels, *, step_s=2.0, mqtt=False):
@@ -29,16 +37,9 @@ def scenario(data, levels, *, step_s=2.0, mqtt=False):
     data["hal"]["relays"]["alarm"].update(min_on_s=0.0, min_off_s=0.0)
     for trigger in graph_node(data, "status_led")["parameters"]["triggers"]:
         if trigger["type"] == "data_timeout":
-            trigger["timeout_s"] = 0.6
-
-
-def wait_until(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
+            # long enough that a loaded machine's pause between two frames never looks like
+            # a data timeout; the tests wait for the real one after the last frame
+            trigger["timeout_s"] = 3.0
 
 
 def run_frames(appliance: Appliance, frames: int) -> None:
@@ -52,7 +53,7 @@ def run_frames(appliance: Appliance, frames: int) -> None:
     feed = appliance.feed
     for _ in range(frames):
         analyzer.process_frame(analyzer.source.read())
-        assert wait_until(lambda: feed.taken == feed.posted, timeout=5)
+        wait_until(lambda: feed.taken == feed.posted, what="the control loop to take the frame")
 
 
 def handler(appliance, node_id):
@@ -66,7 +67,7 @@ def test_relay_held_while_alarm_active_then_released(make_doc):
     try:
         run_frames(appliance, 3 * STEP_FRAMES)
         relay_action = handler(appliance, "alarm_relay")
-        assert wait_until(lambda: relay_action.clears == 1)
+        wait_until(lambda: relay_action.clears == 1)
         assert relay_action.triggers == 1 and relay_action.failures == 0
         assert [s.state for s in pin.states] == [False, True, False]
         kinds = [e.kind for e in relay_action.history.recent()]
@@ -82,26 +83,23 @@ def test_led_heartbeat_alarm_blink_then_solid_fault_when_data_stops(make_doc):
     doc = make_doc(lambda d: scenario(d, [500.0, 3000.0, 500.0]))
     appliance = Appliance(doc, realtime=False)
     led = handler(appliance, "status_led")
-    patterns = []
-    stop = threading.Event()
+    # every pattern the action chooses, recorded where it chooses it (sampling it from
+    # another thread misses a short pattern when that thread is descheduled)
+    seen: list[str] = []
+    real_apply = led._apply
 
-    def record():
-        while not stop.is_set():
-            patterns.append(led.pattern)
-            time.sleep(0.002)
+    def recording_apply():
+        real_apply()
+        if not seen or seen[-1] != led.pattern:
+            seen.append(led.pattern)
 
-    recorder = threading.Thread(target=record, daemon=True)
+    led._apply = recording_apply
     try:
-        recorder.start()
         run_frames(appliance, 3 * STEP_FRAMES)  # then no more data
-        assert wait_until(lambda: led.pattern == "fault", timeout=5)
+        wait_until(lambda: led.pattern == "fault", what="the data timeout's fault pattern")
         assert appliance.hal.led("status").pattern == "on"
-        # the recorder samples every 2 ms: let it see the fault before it stops
-        assert wait_until(lambda: patterns[-1] == "fault", timeout=5)
     finally:
-        stop.set()
         appliance.stop()
-    seen = [p for i, p in enumerate(patterns) if p is not None and patterns[i - 1] != p]
     assert seen == ["heartbeat", "alarm", "heartbeat", "fault"]
     assert not appliance.hal.factory.pin(27).state
 
@@ -151,7 +149,7 @@ def test_http_action_posts_trigger_and_clear_after_a_failure(make_doc, webhook_s
     try:
         run_frames(appliance, 3 * STEP_FRAMES)
         hook = handler(appliance, "hook")
-        assert wait_until(lambda: hook.successes + hook.failures == 2, timeout=10)
+        wait_until(lambda: hook.successes + hook.failures == 2, what="both webhook calls")
     finally:
         appliance.stop()
     assert hook.successes == 2 and hook.failures == 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -11,6 +10,7 @@ from firmware.actions.discovery import DiscoveryEntities, discovery_messages, ob
 from firmware.actions.mqtt import MqttLink
 from firmware.actions.mqtt_settings import MqttSettings
 from tests.actions.mqtt_broker import Subscriber
+from tests.waiting import wait_until
 
 ENTITIES = DiscoveryEntities(concentration_nodes=["co2"], peak_nodes=["peak.main"],
                              alarms=["high"], relays=["fan"])
@@ -21,13 +21,6 @@ def messages(entities: DiscoveryEntities = ENTITIES, **overrides) -> dict[str, d
                "prefix": "homeassistant", "gas_device_class": "carbon_dioxide",
                "gas_name": "CO2", "software_version": "1.2.3", **overrides}
     return dict(discovery_messages(entities, **options))
-
-
-def wait_until(condition, timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while not condition() and time.monotonic() < end:
-        time.sleep(0.02)
-    return bool(condition())
 
 
 def test_every_entity_has_ids_availability_device_and_origin():
@@ -104,22 +97,22 @@ def test_link_publishes_configs_retained_and_again_when_home_assistant_comes_onl
                     device_name="Lab analyzer")
     link.set_discovery(ENTITIES)
     link.start()
-    assert wait_until(lambda: link.get_status()["discovery_published"] == 5)
+    wait_until(lambda: link.get_status()["discovery_published"] == 5)
     sub = Subscriber(mosquitto, ["homeassistant/+/lab1/+/config"])
     try:
-        assert sub.wait_for(lambda m: len(m) == 5, 10)
+        assert sub.wait_for(lambda m: len(m) == 5, 30)
         assert all(m.retain for m in sub.messages)  # retained: HA gets them whenever it starts
         assert {m.topic: m.json() for m in sub.messages} == messages(
             base_topic="pafw", software_version="1.2.3")
         sub.clear()
         sub.publish("homeassistant/status", "online")  # Home Assistant restarted
-        assert sub.wait_for(lambda m: len(m) == 5, 10)
+        assert sub.wait_for(lambda m: len(m) == 5, 30)
         assert not any(m.retain for m in sub.messages)  # fresh copies, not the stored ones
-        assert wait_until(lambda: link.get_status()["discovery_published"] == 10)
+        wait_until(lambda: link.get_status()["discovery_published"] == 10)
         sub.clear()
         sub.publish("homeassistant/status", "offline")
         link.set_discovery(DiscoveryEntities(concentration_nodes=["co2"]))  # fewer entities
-        assert sub.wait_for(lambda m: len(m) == 5, 10)
+        assert sub.wait_for(lambda m: len(m) == 5, 30)
         removed = {m.topic for m in sub.messages if m.payload == b""}
         assert len(removed) == 4 and "homeassistant/sensor/lab1/co2_concentration/config" \
             not in removed

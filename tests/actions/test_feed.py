@@ -67,7 +67,8 @@ def test_nothing_is_lost_or_stuck_across_threads():
         feed.post(result("c", seq))
         feed.flush()
     done.set()
-    consumer.join(10)
+    consumer.join(60)
+    assert not consumer.is_alive()  # else both threads would drain, and the order mix
     taken.extend(feed.drain())
     assert [r.sequence for r in taken] == list(range(20_000))
     assert feed.dropped == 0

@@ -315,4 +315,7 @@ def test_engine_is_cheap_per_frame() -> None:
         engine.update(r, r.monotonic)
     elapsed = time.perf_counter() - start
     assert engine.get_status()["triggers"]["concentration"]["repeats"] == 999
+    # The engine runs on the DSP thread for every frame (85 ms of audio): the bound, 170 µs
+    # per update, is 50 times what it takes on a loaded 2-core machine, so it fails only
+    # when the cost per update grows (e.g. with the history), never with the load.
     assert elapsed < 2.0, f"{elapsed / len(frames) * 1e6:.1f} µs per update"

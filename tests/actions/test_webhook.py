@@ -159,8 +159,14 @@ def test_connection_refused_is_a_recorded_failure() -> None:
 def test_backoff_doubles_up_to_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
     delays: list[float] = []
     real_sleep = asyncio.sleep
+    test_thread = threading.get_ident()
 
     async def record(delay: float) -> None:
+        # asyncio.sleep is patched for the whole process: record only this test's loop (an
+        # event loop another test left running must neither be counted nor spin)
+        if threading.get_ident() != test_thread:
+            await real_sleep(delay)
+            return
         delays.append(delay)
         await real_sleep(0)
 
@@ -187,7 +193,9 @@ def test_event_loop_keeps_running_during_a_slow_request(serve: Any) -> None:
     outcome = asyncio.run(main())
     assert (outcome.success, outcome.attempts) == (False, 1)
     assert outcome.error == "timed out after 0.3 s"
-    assert ticks >= 10
+    # a request that blocked the loop would let it tick once or twice (before and after the
+    # timeout); a free loop ticks up to 30 times in 0.3 s, fewer when the machine is loaded
+    assert ticks >= 5
 
 
 def test_unserialisable_payload_is_a_failure_without_request(serve: Any) -> None:

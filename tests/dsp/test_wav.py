@@ -187,4 +187,6 @@ def test_source_realtime_pacing(tmp_path):
     t0 = time.monotonic()
     frames = read_all(src, limit=5)
     assert len(frames) == 5
-    assert 0.2 < time.monotonic() - t0 < 1.0
+    # five 50 ms frames paced on a grid: at least four periods; the upper bound (10x) only
+    # leaves a loaded machine room
+    assert 0.2 < time.monotonic() - t0 < 2.0

@@ -3,7 +3,8 @@ on the simulator driven frame by frame in lockstep with its control loop (as in
 tests/actions/test_builtin_actions.py), mock GPIO pins, script workers as the same user.
 
 Lockstep here also waits for the python actions' ``on_update`` calls, so every frame's
-results reach the script (none is coalesced) whatever the speed of this machine.
+results reach the script (none is coalesced) whatever the speed of this machine. Paced
+frames carry epoch timestamps on an even grid, as a paced source's do, whatever the load.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ FRAME_S = 4096 / 48000  # one simulated frame of the default config
 CO2_IDS = {"peak_finder": "co2_peak_finder", "concentration": "co2_concentration"}
 
 
-def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
+def wait_until(predicate: Any, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -122,6 +123,7 @@ class Run:
     def __init__(self, doc: ConfigDocument) -> None:
         self.appliance = Appliance(doc, realtime=False)
         self.frames_done = 0
+        self._grid: float | None = None  # epoch time of the next paced frame
 
     def __enter__(self) -> Run:
         a = self.appliance
@@ -146,24 +148,31 @@ class Run:
 
     def frames(self, count: int, *, pace_s: float | None = None) -> None:
         """Process ``count`` frames, each fully handled (trigger evaluation, on_update)
-        before the next; with ``pace_s``, each is read (and timestamped) at least ``pace_s``
-        after the previous one (no catching up: the spacing stays even)."""
+        before the next; with ``pace_s``, each is read at least ``pace_s`` after the previous
+        one (no catching up) and carries an epoch timestamp ``pace_s`` after the previous
+        one's: the results' timestamps (what scripts fit trends to) are evenly spaced like a
+        paced source's, even when a loaded machine reads some frames late."""
         analyzer, feed = self.appliance.analyzer, self.appliance.feed
         last_read = -float("inf")
         for _ in range(count):
             if pace_s is not None:
                 time.sleep(max(0.0, last_read + pace_s - time.monotonic()))
                 last_read = time.monotonic()
-            analyzer.process_frame(analyzer.source.read())
-            assert wait_until(lambda: feed.taken == feed.posted, timeout=5)
+            frame = analyzer.source.read()
+            if pace_s is not None:
+                self._grid = frame.wall_time if self._grid is None else self._grid
+                frame.wall_time = self._grid  # never ahead of the real clock
+                self._grid += pace_s
+            analyzer.process_frame(frame)
+            assert wait_until(lambda: feed.taken == feed.posted, timeout=30)
             self.appliance.control.call(
-                _updates_done(self.appliance.python_handlers)).result(timeout=10)
+                _updates_done(self.appliance.python_handlers)).result(timeout=60)
             self.frames_done += 1
 
     def script_status(self, node_id: str) -> Any:
         """The script's get_status(), asked now."""
         handler = self.handler(node_id)
-        return self.appliance.control.call(handler.supervisor.call("get_status")).result(10)
+        return self.appliance.control.call(handler.supervisor.call("get_status")).result(60)
 
     def status(self, node_id: str) -> dict[str, Any]:
         """The node's status as the appliance reports it."""

@@ -125,8 +125,8 @@ def test_study_script_emails_when_concentration_crosses_1000_ppm(tmp_path, smtp_
         run.frames(STEP_FRAMES - 2)  # 500 ppm: nothing
         assert action.triggers == 0 and not mailbox.mails
         run.frames(STEP_FRAMES + 2)  # crosses 1000 ppm, stays at 1500
-        assert wait_until(lambda: action.successes + action.failures >= 1, timeout=15)
-        assert wait_until(lambda: len(mailbox.mails) == 1, timeout=5)
+        assert wait_until(lambda: action.successes + action.failures >= 1, timeout=60)
+        assert wait_until(lambda: len(mailbox.mails) == 1, timeout=30)
         status = run.status("python_email_alerts")
 
     assert action.triggers == 1 and action.successes == 1 and action.failures == 0, \
@@ -167,7 +167,7 @@ def test_study_script_status_after_an_email(tmp_path, smtp_server):
     with Run(load(data, env={"EMAIL_PASSWORD": PASSWORD})) as run:
         action = run.handler("python_email_alerts")
         run.frames(8)
-        assert wait_until(lambda: action.successes == 1, timeout=15)
+        assert wait_until(lambda: action.successes == 1, timeout=60)
         status = run.script_status("python_email_alerts")
     # the study returns datetime.now() values: they arrive as ISO 8601 UTC strings
     sent = datetime.fromisoformat(status["last_notifications"]["concentration"])

@@ -46,25 +46,29 @@ def test_pulse_blink_clear_and_denied_relay(tmp_path):
         factory = run.appliance.hal.factory
         relay, pump, led = (factory.pin(p) for p in (RELAY_PIN, PUMP_PIN, LED_PIN))
         good, wrong = run.handler("alarm_outputs"), run.handler("pump_outputs")
-        run.frames(2 * STEP_FRAMES - 3, pace_s=0.02)  # to 3000 ppm: ~0.4 s of blinking
+        run.frames(2 * STEP_FRAMES - 3, pace_s=0.02)  # to 3000 ppm
         assert good.triggers == 1
         assert wait_until(lambda: good.successes == 1 and wrong.failures == 1)
         assert run.appliance.hal.led("status").pattern == "blink"
+        # still at 3000 ppm: let it blink three times (the script's call reaches the LED
+        # later on a loaded machine; the frames alone no longer leave it enough time)
+        assert wait_until(lambda: states(led).count(True) >= 3)
         run.frames(STEP_FRAMES + 3, pace_s=0.02)  # back to 500 ppm: clear
         assert wait_until(lambda: good.successes == 2 and wrong.successes == 1)
-        assert wait_until(lambda: not relay.state, timeout=2)  # the pulse has ended
+        assert wait_until(lambda: not relay.state)  # the pulse has ended
         assert run.appliance.hal.led("status").pattern == "off" and not led.state
         script = run.script_status("alarm_outputs")
         denied_script = run.script_status("pump_outputs")
         good_status, wrong_status = run.status("alarm_outputs"), run.status("pump_outputs")
         # the counters are in api.store: a new worker (restart) still has them
-        run.appliance.control.call(good.supervisor.restart()).result(timeout=10)
+        run.appliance.control.call(good.supervisor.restart()).result(timeout=60)
         after_restart = run.script_status("alarm_outputs")
 
     # relay: one pulse of PULSE_S (timed by the appliance), released
     assert states(relay) == [False, True, False]
     on_for = relay.states[2].timestamp  # a mock pin logs the time since the last change
-    assert 0.9 * PULSE_S <= on_for <= PULSE_S + 0.3
+    # never cut short; late only by a timer's wake-up (generous: a loaded machine)
+    assert 0.9 * PULSE_S <= on_for <= 4 * PULSE_S
     # LED: blinking from the trigger to the clear, then steady off
     assert states(led)[:4] == [False, True, False, True] and states(led)[-1] is False
     assert states(led).count(True) >= 3

@@ -69,7 +69,7 @@ class WebRig:
     def post(self, path: str, body: Any = None, **kwargs: Any) -> Answer:
         return self.request("POST", path, body=body if body is not None else {}, **kwargs)
 
-    def wait_for(self, predicate: Callable[[], bool], timeout: float = 15.0,
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 30.0,
                  what: str = "condition") -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

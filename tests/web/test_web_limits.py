@@ -50,22 +50,26 @@ def test_a_slowloris_head_is_cut_off_while_others_are_served(rig: WebRig) -> Non
         except OSError:
             cut = True
             break
-        assert rig.get("/healthz", timeout=2).status == 200  # others are served meanwhile
+        assert rig.get("/healthz").status == 200  # others are served meanwhile
         time.sleep(0.1)
-        if time.monotonic() - start > 3:
+        if time.monotonic() - start > 10:
             break
-    sock.settimeout(3)
+    sock.settimeout(10)
     answer = b"" if cut else read_all(sock)
     elapsed = time.monotonic() - start
     assert cut or answer.startswith(b"HTTP/1.1 408"), answer[:100]
-    assert elapsed < 3.0
+    # The deadline is the behaviour: the head must be complete within request_timeout_s
+    # (1 s) however it trickles in. A server without one, or one that restarts it on each
+    # byte, keeps the connection for the whole 10 s trickle; 10 s leaves a loaded machine's
+    # slow /healthz answers and the cut's detection (a send or two later) room.
+    assert elapsed < 10.0
     assert rig.server.timed_out >= 1
     assert rig.appliance.analyzer.frames > frames  # the DSP thread carried on
 
 
 def test_a_silent_connection_is_closed(rig: WebRig) -> None:
     sock = connect(rig)
-    sock.settimeout(5)
+    sock.settimeout(15)
     assert read_all(sock).startswith(b"HTTP/1.1 408")
 
 
@@ -75,7 +79,7 @@ def test_keep_alive_serves_several_requests_then_idles_out(rig: WebRig) -> None:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost:8080\r\n\r\n")
         head = sock.recv(65536)
         assert head.startswith(b"HTTP/1.1 200") and b"Connection: keep-alive" in head
-    sock.settimeout(5)
+    sock.settimeout(15)
     assert read_all(sock) == b""  # closed after idle_timeout_s, no answer owed
 
 
@@ -130,12 +134,13 @@ def test_connections_beyond_the_limit_get_503_at_once(rig: WebRig) -> None:
     held = [connect(rig) for _ in range(8)]
     rig.wait_for(lambda: rig.server.web_status()["connections"] == 8, what="8 connections")
     extra = connect(rig)
-    extra.settimeout(2)
+    extra.settimeout(15)
+    # at once: without the limit it would be accepted, then idled out without an answer
     assert read_all(extra).startswith(b"HTTP/1.1 503")
     assert rig.server.rejected >= 1
     for sock in held:
         sock.close()
-    rig.wait_for(lambda: rig.get("/healthz", timeout=2).status == 200, what="service again")
+    rig.wait_for(lambda: rig.get("/healthz").status == 200, what="service again")
 
 
 def test_streams_beyond_the_limit_get_503(rig: WebRig) -> None:
@@ -238,7 +243,7 @@ def test_ipv6_any_serves_ipv4_too(make_rig: Any) -> None:
     rig = make_rig(bind="::")
     for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
         with socket.socket(family) as sock:
-            sock.settimeout(5)
+            sock.settimeout(15)
             sock.connect((host, rig.port))
             sock.sendall(b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
             assert read_all(sock).startswith(b"HTTP/1.1 200"), host
