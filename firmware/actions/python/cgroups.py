@@ -314,9 +314,11 @@ def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK) and os.access(path / "cgroup.procs", os.W_OK)
 
 
-def _prepare_v2(base: Path) -> tuple[Path | None, set[str], str]:
-    """Make ``base`` (this process's v2 cgroup) able to hold worker children: move this
-    process to a leaf, enable the controllers it has for the children."""
+def _prepare_v2(base: Path, *, is_root: bool = False) -> tuple[Path | None, set[str], str]:
+    """Make ``base`` (this process's v2 cgroup) able to hold worker children: move its
+    processes to a leaf (never those of the hierarchy's root, which may hold processes and
+    children alike, and holds the whole system), enable the controllers it has for the
+    children."""
     if not _writable(base):
         return None, set(), f"the cgroup {base} is not writable (no Delegate=yes)"
     available = set((_read(base / "cgroup.controllers") or "").split()) & set(CONTROLLERS)
@@ -324,7 +326,7 @@ def _prepare_v2(base: Path) -> tuple[Path | None, set[str], str]:
     missing = available - enabled
     if missing:
         own = [int(p) for p in (_read(base / "cgroup.procs") or "").split()]
-        if own:  # a cgroup with controllers for children may hold no process of its own
+        if own and not is_root:  # a cgroup with children's controllers holds no process
             leaf = base / "supervisor"
             leaf.mkdir(exist_ok=True)
             for pid in own:
@@ -352,7 +354,7 @@ def open_manager() -> CgroupManager:
     v2_mount = next((m for m, t, _ in mounts if t == "cgroup2"), None)
     if v2_mount is not None and "" in own:
         candidate = Path(v2_mount) / own[""].lstrip("/")
-        v2_base, v2_controllers, why = _prepare_v2(candidate)
+        v2_base, v2_controllers, why = _prepare_v2(candidate, is_root=own[""] == "/")
         if why:
             reasons.append(why)
     v1_bases: dict[str, Path] = {}
