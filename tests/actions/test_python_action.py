@@ -309,7 +309,6 @@ def test_slow_and_cpu_burning_scripts_stall_neither_the_dsp_the_tick_nor_a_canar
         assert appliance.analyzer.overruns == 0
         if usage is not None and usage["throttled_periods"] is not None:
             assert usage["throttled_periods"] > 0 and usage["cpu_s"] > 0
-            assert burn.supervisor.get_status()["worker"]["background_cpu_s"] > 0
     finally:
         appliance.stop()
 

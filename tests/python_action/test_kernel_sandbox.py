@@ -160,21 +160,25 @@ def test_threads_are_capped_and_background_cpu_is_throttled_and_reported(api, lo
         try:
             await worker.call("on_trigger", "x", {"threads": 64})
             report = (await worker.call("get_status"))["report"]
+            worker.check_limits()  # what the supervisor's watchdog does every 0.5 s
             t0 = time.monotonic()
             await asyncio.sleep(1.5)  # the threads burn between calls
             wall = time.monotonic() - t0
+            worker.check_limits()
             usage = worker.get_status()["usage"]
+            background = worker.background_cpu_s
         finally:
             await worker.stop()
-        return report, usage, wall, worker
+        return report, usage, wall, worker, background
 
-    report, usage, wall, worker = run(main())
+    report, usage, wall, worker, background = run(main())
     assert 1 <= report["started"] <= 3 + 8, report
     assert "can't start new thread" in report["thread_error"]
     if worker.placement and "cpu" in worker.placement.get_status()["cgroup_limits"]:
         assert usage["throttled_periods"] > 0
         # 20 % of one core, with a generous margin for the start and the accounting
         assert usage["cpu_s"] < 0.2 * wall * 2 + 0.5, usage
+        assert background > 0  # counted as CPU used between calls
     assert worker.get_status()["usage"] is None  # gone after the stop
 
 
