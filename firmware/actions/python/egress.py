@@ -91,18 +91,6 @@ def remove(worker: str) -> None:
     drop_table(table_name(worker))
 
 
-def rejected(worker: str) -> int | None:
-    """Packets the worker's table rejected so far (None when unknown)."""
-    try:
-        out = subprocess.run([nft_path() or "nft", "list", "table", "inet", table_name(worker)],
-                             capture_output=True, text=True, timeout=NFT_TIMEOUT_S, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    counts = [int(line.split()[line.split().index("packets") + 1])
-              for line in out.stdout.splitlines() if "counter packets" in line]
-    return sum(counts) if out.returncode == 0 else None
-
-
 def tables() -> list[str]:
     """Names of the pafw worker tables present (to sweep those of dead appliances)."""
     try:
