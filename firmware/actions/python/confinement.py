@@ -205,7 +205,7 @@ class Confinement:
 
     def get_status(self) -> dict[str, Any]:
         """The appliance-wide view for ``pafw status``: what confines workers here."""
-        return {"per_action_uid": self.uid_for("_probe") is not None,
+        return {"per_action_uid": self.switching and self.uid_base is not None,
                 "uid_base": self.uid_base if self.switching else None,
                 "cgroups": self.cgroup_manager.describe(),
                 "scratch": "tmpfs" if self.can_mount else "directory + watchdog",

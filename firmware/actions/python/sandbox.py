@@ -200,35 +200,19 @@ def clear_capabilities(libc: Any) -> None:
 
 
 def drop_privileges(user: str) -> dict[str, Any]:
-    """setgroups([]), setgid, setuid to ``user`` (root only); verify root cannot come back."""
+    """Drop to the passwd entry ``user`` (``run_as_user``); see :func:`drop_privileges_to`."""
     import pwd
 
     try:
         entry = pwd.getpwnam(user)
     except KeyError:
         raise ScriptError(f"run_as_user {user!r} does not exist on this system") from None
-    import ctypes  # before the switch: the new user may not read the standard library
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    previous_uid = os.getuid()
-    os.setgroups([])
-    os.setgid(entry.pw_gid)
-    os.setuid(entry.pw_uid)
-    clear_capabilities(libc)
-    for back in {0, previous_uid} - {entry.pw_uid}:
-        try:
-            os.setuid(back)
-        except PermissionError:
-            continue
-        raise ScriptError(f"could not drop privileges to {user!r}: uid {back} is reachable")
-    if effective_capabilities():  # pragma: no cover - capset above failed silently
-        raise ScriptError(f"capabilities left after dropping to {user!r}")
-    return {"uid": entry.pw_uid, "gid": entry.pw_gid, "user": user}
+    return {**drop_privileges_to(entry.pw_uid, entry.pw_gid), "user": user}
 
 
 def drop_privileges_to(uid: int, gid: int) -> dict[str, Any]:
-    """setgroups([]), setresgid, setresuid to a numeric uid/gid of the action's own (no
-    passwd entry needed); verify that neither root nor the previous uid can come back."""
+    """setgroups([]), setresgid, setresuid to ``uid``/``gid`` (no passwd entry needed), clear
+    every capability; verify that neither root nor the previous uid can come back."""
     import ctypes  # before the switch: the new uid may not read the standard library
 
     libc = ctypes.CDLL(None, use_errno=True)
@@ -243,6 +227,8 @@ def drop_privileges_to(uid: int, gid: int) -> dict[str, Any]:
         except PermissionError:
             continue
         raise ScriptError(f"could not drop privileges to uid {uid}: uid {back} is reachable")
+    if effective_capabilities():  # pragma: no cover - capset above failed silently
+        raise ScriptError(f"capabilities left after dropping to uid {uid}")
     return {"uid": uid, "gid": gid, "user": None}
 
 
