@@ -117,14 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(path: Path | None):  # noqa: ANN202 - ConfigDocument, imported lazily for start-up time
-    from firmware.config import load_config
+    from firmware.config.loader import load_config
 
     return load_config(path)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from firmware.logsetup import setup_logging
-    from firmware.service import Service
+    from firmware.app.logging_setup import setup_logging
+    from firmware.service.run import Service
 
     doc = _load(args.config)
     setup_logging(doc.config.logging.level, doc.config.logging.format)
@@ -136,12 +136,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_config(args: argparse.Namespace, out: TextIO) -> int:
-    from firmware.config import default_config_text
+    from firmware.config.loader import default_config_text
 
     if args.config_command == "default":
         out.write(default_config_text())
         return EXIT_OK
-    from firmware.appliance import check_graph
+    from firmware.app.analyzer import check_graph
 
     doc = _load(args.file)
     check_graph(doc)
@@ -162,9 +162,9 @@ def _print_warnings(warnings: tuple[str, ...] | list[str]) -> None:
 
 
 def _cmd_status(args: argparse.Namespace, out: TextIO) -> int:
-    from firmware.config import load_paths
-    from firmware.status_cmd import summarize
-    from firmware.status_file import read_snapshot, snapshot_path
+    from firmware.app.status_file import read_snapshot, snapshot_path
+    from firmware.config.loader import load_paths
+    from firmware.tools.status import summarize
 
     path = snapshot_path(load_paths(args.config).state_dir)
     snapshot = read_snapshot(path)
@@ -180,8 +180,8 @@ def _cmd_export(args: argparse.Namespace, out: TextIO) -> int:
     import math
     import time
 
-    from firmware.config import load_paths
-    from firmware.export import parse_time, stored_series, write_csv
+    from firmware.app.export import parse_time, stored_series, write_csv
+    from firmware.config.loader import load_paths
 
     since = -math.inf if args.since is None else parse_time(args.since, "--from")
     until = time.time() if args.until is None else parse_time(args.until, "--to")
@@ -199,10 +199,10 @@ def _cmd_export(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_script(args: argparse.Namespace, out: TextIO) -> int:
-    from firmware.script_check import check_script_file
+    from firmware.tools.script_check import check_script_file
 
     if args.script_command == "push":
-        from firmware.script_push import PushTarget, push_script
+        from firmware.tools.script_push import PushTarget, push_script
 
         target = PushTarget(host=args.host, port=args.port, identity=args.identity,
                             options=args.ssh_option, remote_pafw=args.remote_pafw,
@@ -217,7 +217,7 @@ def _cmd_script(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace, out: TextIO) -> int:
-    from firmware.offline import AnalyzeReport, analyze, detection_warnings, wav_document
+    from firmware.tools.offline import AnalyzeReport, analyze, detection_warnings, wav_document
 
     if not args.file.is_file():
         raise PafwError(f"{args.file}: no such file")
@@ -235,7 +235,7 @@ def _cmd_analyze(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from firmware.offline import simulate
+    from firmware.tools.offline import simulate
 
     doc = _load(args.config)
     truth = simulate(doc, seconds=args.seconds, out_path=args.out,
@@ -247,14 +247,14 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
     if args.what == "python-actions":
-        from firmware.bench_python import format_python_report, run_python_bench
+        from firmware.bench.python_actions import format_python_report, run_python_bench
 
         figures = run_python_bench(seconds=args.seconds, rounds=args.rounds)
         out.write(json.dumps(figures) + "\n" if args.json
                   else format_python_report(figures) + "\n")
         return EXIT_OK
     if args.what == "web":
-        from firmware.bench_web import format_web_report, run_web_bench
+        from firmware.bench.web import format_web_report, run_web_bench
 
         figures = run_web_bench(seconds=args.seconds, rounds=args.rounds,
                                 clients=args.clients)
@@ -262,13 +262,13 @@ def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
                   else format_web_report(figures) + "\n")
         return EXIT_OK
     if args.what == "actions":
-        from firmware.bench_actions import format_actions_report, run_actions_bench
+        from firmware.bench.actions import format_actions_report, run_actions_bench
 
         figures = run_actions_bench(seconds=args.seconds, rounds=args.rounds)
         out.write(json.dumps(figures) + "\n" if args.json
                   else format_actions_report(figures) + "\n")
         return EXIT_OK
-    from firmware.bench import format_report, probe_first_result, run_bench
+    from firmware.bench.graph import format_report, probe_first_result, run_bench
 
     doc = _load(args.config)
     if args.probe_first_result:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from firmware.config import ConfigDocument, default_config_text, load_config
+from firmware.config.loader import ConfigDocument, default_config_text, load_config
 
 # `pafw run` in a test listens on any free port, never on the default 8080 (tests run side by
 # side); configs of their own that omit `web:` set it themselves.

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from firmware.appliance import Analyzer
+from firmware.app.analyzer import Analyzer
 
 
 def run_collect(doc, frames: int) -> tuple[np.ndarray, np.ndarray]:

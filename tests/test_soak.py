@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from firmware.appliance import Analyzer
+from firmware.app.analyzer import Analyzer
 from tests.waiting import wait_until
 
 SOAK_SECONDS = float(os.environ.get("PAFW_SOAK_SECONDS", "8"))

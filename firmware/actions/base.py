@@ -38,7 +38,7 @@ from firmware.state import ComputingResult, ComputingState
 from firmware.strict_model import StrictModel
 
 if TYPE_CHECKING:
-    from firmware.actions.mqtt import MqttLink
+    from firmware.actions.mqtt.link import MqttLink
     from firmware.hal.hal import Hal
 
 log = logging.getLogger("pafw.actions")

@@ -2,7 +2,7 @@
 
 ``ROUTES`` is the single table the server dispatches on and ``openapi.py`` documents, so an
 endpoint cannot exist undocumented. Handlers are coroutines on the web server's loop; writes
-run on the control loop through ``firmware.operations`` and are awaited with a deadline.
+run on the control loop through ``firmware.app.operations`` and are awaited with a deadline.
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import ValidationError
 
 from firmware.actions.python.supervisor import ReloadError
-from firmware.export import Series, TimeRangeError, csv_text, parse_time
-from firmware.operations import OperationRefusedError
+from firmware.app.export import Series, TimeRangeError, csv_text, parse_time
+from firmware.app.operations import OperationRefusedError
 from firmware.web import schemas, views
 from firmware.web.http import HttpError, Request, Response, json_response
 
 if TYPE_CHECKING:
-    from firmware.web.server import WebServer
+    from firmware.web.context import ApiContext
 
-Handler = Callable[["WebServer", Request], Awaitable[Response]]
+Handler = Callable[["ApiContext", Request], Awaitable[Response]]
 WRITE_TIMEOUT_S = 30.0
 MAX_HISTORY = 10_000
 MAX_TREND_POINTS = 2000
@@ -84,7 +84,7 @@ def _int_query(request: Request, name: str, default: int, lo: int, hi: int) -> i
     return value
 
 
-async def _await_write(server: WebServer, future: Any) -> Any:
+async def _await_write(server: ApiContext, future: Any) -> Any:
     try:
         async with asyncio.timeout(WRITE_TIMEOUT_S):
             return await asyncio.wrap_future(future)
@@ -98,7 +98,7 @@ async def _await_write(server: WebServer, future: Any) -> Any:
                         f"{WRITE_TIMEOUT_S:g} s") from None
 
 
-def _operation(server: WebServer, call: Callable[[], Any]) -> Any:
+def _operation(server: ApiContext, call: Callable[[], Any]) -> Any:
     """Run an Operations call, turning its synchronous refusals into HTTP errors."""
     try:
         return call()
@@ -107,40 +107,40 @@ def _operation(server: WebServer, call: Callable[[], Any]) -> Any:
                         str(exc)) from None
 
 
-def _handler_or_404(server: WebServer, action_id: str) -> Any:
+def _handler_or_404(server: ApiContext, action_id: str) -> Any:
     return _operation(server, lambda: server.operations.handler(action_id))
 
 
 # ------------------------------------------------------------------------ read routes
-async def get_status(server: WebServer, request: Request) -> Response:
+async def get_status(server: ApiContext, request: Request) -> Response:
     return json_response(200, server.status_payload())
 
 
-async def get_health(server: WebServer, request: Request) -> Response:
+async def get_health(server: ApiContext, request: Request) -> Response:
     state = views.health(server.appliance)["state"]
     return json_response(200 if state != "fault" else 503,
                          {"ok": state != "fault", "state": state})
 
 
-async def get_results(server: WebServer, request: Request) -> Response:
+async def get_results(server: ApiContext, request: Request) -> Response:
     return json_response(200, views.results(server.appliance))
 
 
-async def get_graph(server: WebServer, request: Request) -> Response:
+async def get_graph(server: ApiContext, request: Request) -> Response:
     return json_response(200, views.graph(server.appliance))
 
 
-async def get_actions(server: WebServer, request: Request) -> Response:
+async def get_actions(server: ApiContext, request: Request) -> Response:
     return json_response(200, {"actions": [views.action_summary(h)
                                            for h in server.appliance.handlers]})
 
 
-async def get_action(server: WebServer, request: Request) -> Response:
+async def get_action(server: ApiContext, request: Request) -> Response:
     handler = _handler_or_404(server, request.params["id"])
     return json_response(200, views.action_summary(handler))
 
 
-async def get_history(server: WebServer, request: Request) -> Response:
+async def get_history(server: ApiContext, request: Request) -> Response:
     handler = _handler_or_404(server, request.params["id"])
     limit = _int_query(request, "limit", 100, 0, MAX_HISTORY)
     raw_kinds = request.query_value("kinds")
@@ -148,11 +148,11 @@ async def get_history(server: WebServer, request: Request) -> Response:
     return json_response(200, views.history(handler, limit, kinds))
 
 
-async def get_outputs(server: WebServer, request: Request) -> Response:
+async def get_outputs(server: ApiContext, request: Request) -> Response:
     return json_response(200, views.outputs(server.appliance))
 
 
-async def get_spectrum(server: WebServer, request: Request) -> Response:
+async def get_spectrum(server: ApiContext, request: Request) -> Response:
     nodes = views.spectrum_nodes(server.appliance)
     wanted = request.query_value("node")
     if not nodes:
@@ -175,7 +175,7 @@ async def get_spectrum(server: WebServer, request: Request) -> Response:
     return json_response(200, payload)
 
 
-async def get_trend(server: WebServer, request: Request) -> Response:
+async def get_trend(server: ApiContext, request: Request) -> Response:
     trends = server.trends.trends
     wanted = request.query_value("node")
     seconds = _int_query(request, "seconds", 600, 10, int(server.settings.trend_hours * 3600))
@@ -222,7 +222,7 @@ def _time_query(request: Request, name: str, default: float) -> float:
         raise HttpError(400, "bad_query", str(exc)) from None
 
 
-async def get_export(server: WebServer, request: Request) -> Response:
+async def get_export(server: ApiContext, request: Request) -> Response:
     now = time.time()
     until = _time_query(request, "to", now)
     since = _time_query(request, "from", now - server.trends.capacity)
@@ -246,7 +246,7 @@ async def get_export(server: WebServer, request: Request) -> Response:
                      "Cache-Control": "no-store"})
 
 
-async def get_events(server: WebServer, request: Request) -> Response:
+async def get_events(server: ApiContext, request: Request) -> Response:
     log = server.appliance.action_events
     since = _int_query(request, "since", 0, 0, 2**53)
     limit = _int_query(request, "limit", 100, 0, MAX_EVENTS)
@@ -260,18 +260,18 @@ async def get_events(server: WebServer, request: Request) -> Response:
                                "events": [e.to_dict() for e in entries]})
 
 
-async def get_openapi(server: WebServer, request: Request) -> Response:
+async def get_openapi(server: ApiContext, request: Request) -> Response:
     return Response(200, server.openapi_bytes, "application/json",
                     {"Cache-Control": "no-cache"})
 
 
-async def get_stream(server: WebServer, request: Request) -> Response:
+async def get_stream(server: ApiContext, request: Request) -> Response:
     """Only HEAD arrives here (GET streams are served by WebServer._stream)."""
     return Response(200, b"", "text/event-stream", {"Cache-Control": "no-store"})
 
 
 # ----------------------------------------------------------------------- write routes
-async def post_acknowledge(server: WebServer, request: Request) -> Response:
+async def post_acknowledge(server: ApiContext, request: Request) -> Response:
     action_id = request.params["id"]
     future = _operation(server, lambda: server.operations.acknowledge(action_id))
     names = await _await_write(server, future)
@@ -280,13 +280,13 @@ async def post_acknowledge(server: WebServer, request: Request) -> Response:
                                "action": views.action_summary(handler)})
 
 
-async def post_acknowledge_all(server: WebServer, request: Request) -> Response:
+async def post_acknowledge_all(server: ApiContext, request: Request) -> Response:
     future = _operation(server, server.operations.acknowledge_all)
     return json_response(200, {"acknowledged": await _await_write(server, future)})
 
 
 def _set_enabled(enabled: bool) -> Handler:
-    async def handle(server: WebServer, request: Request) -> Response:
+    async def handle(server: ApiContext, request: Request) -> Response:
         action_id = request.params["id"]
         future = _operation(server, lambda: server.operations.set_enabled(action_id, enabled))
         await _await_write(server, future)
@@ -295,7 +295,7 @@ def _set_enabled(enabled: bool) -> Handler:
     return handle
 
 
-async def post_reload(server: WebServer, request: Request) -> Response:
+async def post_reload(server: ApiContext, request: Request) -> Response:
     action_id = request.params["id"]
     future = _operation(server, lambda: server.operations.reload(action_id))
     await _await_write(server, future)
@@ -304,7 +304,7 @@ async def post_reload(server: WebServer, request: Request) -> Response:
                                "action": views.action_summary(handler)})
 
 
-async def post_pulse(server: WebServer, request: Request) -> Response:
+async def post_pulse(server: ApiContext, request: Request) -> Response:
     name = request.params["name"]
     body = request.json()
     try:

@@ -21,8 +21,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from firmware.operations import Operations
-from firmware.rates import RateSampler
+from firmware.app.operations import Operations
+from firmware.app.rates import RateSampler
+from firmware.app.trend import TrendRecorder
+from firmware.app.trend_store import SAVE_INTERVAL_S, TrendStore
 from firmware.web import views
 from firmware.web.api import ROUTES, Route
 from firmware.web.auth import AccessPolicy
@@ -40,11 +42,9 @@ from firmware.web.process_stats import ProcessSampler
 from firmware.web.settings import WebSettings
 from firmware.web.static_files import StaticFiles
 from firmware.web.stream import KEEPALIVE, StreamHub, sse_frame
-from firmware.web.trend import TrendRecorder
-from firmware.web.trend_store import SAVE_INTERVAL_S, TrendStore
 
 if TYPE_CHECKING:
-    from firmware.runtime import Appliance
+    from firmware.app.appliance import Appliance
 
 log = logging.getLogger("pafw.web")
 
@@ -66,7 +66,7 @@ class WebServer:
                  operations: Operations | None = None) -> None:
         self.appliance = appliance
         self.settings = settings
-        self.operations = operations or Operations(appliance)
+        self.operations = operations or appliance.operations
         self.policy = AccessPolicy(read_access=settings.read_access, token=settings.token,
                                    allowed_hosts=settings.allowed_hosts)
         self.limits = Limits(max_head_bytes=settings.max_head_bytes,

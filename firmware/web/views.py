@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from firmware.actions.base import ActionHandler, latency_summary
 from firmware.actions.nodes.led_action import LedAction
-from firmware.actions.nodes.python_action import PythonAction
 from firmware.actions.nodes.relay_action import RelayAction
+from firmware.actions.python.action_node import PythonAction
 from firmware.actions.triggers import DataTimeoutTrigger, ThresholdTrigger
 from firmware.state import iso_utc
 
 if TYPE_CHECKING:
-    from firmware.rates import RateSampler
-    from firmware.runtime import Appliance
+    from firmware.app.appliance import Appliance
+    from firmware.app.rates import RateSampler
 
 
 def _iso(epoch: float | None) -> str | None:

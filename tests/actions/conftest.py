@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.actions.mqtt_broker import MOSQUITTO, Broker
+from tests.mqtt_broker import MOSQUITTO, Broker
 
 
 @pytest.fixture

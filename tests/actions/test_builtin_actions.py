@@ -9,8 +9,8 @@ from typing import ClassVar
 
 import pytest
 
-from firmware.runtime import Appliance
-from firmware.service import Service
+from firmware.app.appliance import Appliance
+from firmware.service.run import Service
 from tests import waiting
 from tests.conftest import graph_node
 
@@ -19,7 +19,7 @@ STEP_FRAMES = 24  # 2 s at 48 kHz / 4096
 
 def wait_until(predicate, timeout: float = waiting.GENEROUS_S, what: str = "the condition"):
     """tests.waiting.wait_until (AssertionError on timeout) returning True, so that
-    ``assert wait_until(..., timeout=...)`` also works: tests/actions/test_python_action.py
+    ``assert wait_until(..., timeout=...)`` also works: tests/actions/python/test_action_node.py
     imports it with that signature."""
     waiting.wait_until(predicate, timeout, what)
     return True

@@ -9,7 +9,7 @@ import time
 
 from firmware.actions.event_log import ActionEventLog
 from firmware.actions.event_store import EventStore, events_path
-from firmware.runtime import Appliance
+from firmware.app.appliance import Appliance
 from tests.actions.test_builtin_actions import (
     STEP_FRAMES,
     handler,

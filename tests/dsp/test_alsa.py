@@ -22,9 +22,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import firmware.dsp.alsa as alsa_mod
-from firmware.dsp.alsa import AlsaSource
-from firmware.dsp.source_settings import AlsaSettings
+import firmware.dsp.sources.alsa as alsa_mod
+from firmware.dsp.sources.alsa import AlsaSource
+from firmware.dsp.sources.settings import AlsaSettings
 from firmware.errors import SourceError
 from tests.waiting import wait_until
 
@@ -38,8 +38,8 @@ needs_alsa = pytest.mark.skipif(
 CAPTURE = r"""
 import json, sys
 import numpy as np
-from firmware.dsp.alsa import AlsaSource
-from firmware.dsp.source_settings import AlsaSettings
+from firmware.dsp.sources.alsa import AlsaSource
+from firmware.dsp.sources.settings import AlsaSettings
 from firmware.errors import SourceError
 
 args = json.loads(sys.argv[1])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from firmware.appliance import Analyzer
+from firmware.app.analyzer import Analyzer
 from firmware.dsp.frame import Frame
 from tests.conftest import graph_node
 

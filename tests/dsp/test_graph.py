@@ -10,7 +10,7 @@ import wave
 import numpy as np
 import pytest
 
-from firmware.appliance import Analyzer, check_graph
+from firmware.app.analyzer import Analyzer, check_graph
 from firmware.dsp.frame import Frame
 from firmware.errors import ConfigError
 from tests.conftest import graph_node
@@ -160,7 +160,8 @@ def test_warm_up_writes_compiled_kernels_to_the_configured_cache(state_env, tmp_
     cache = tmp_path / "cache" / "numba"
     env = {**os.environ, **state_env, "PAFW_CACHE_DIR": str(cache)}
     code = (
-        "from firmware.config import load_config; from firmware.appliance import Analyzer;"
+        "from firmware.config.loader import load_config;"
+        "from firmware.app.analyzer import Analyzer;"
         "a = Analyzer(load_config(None), realtime=False); a.warm_up(); a.stop()"
     )
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)

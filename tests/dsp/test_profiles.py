@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from firmware.dsp.profiles import ConcentrationProfile, build_profile, parse_profile
-from firmware.dsp.source_settings import ConstantProfile, CsvProfile, RampProfile, StepsProfile
+from firmware.dsp.sources.profiles import ConcentrationProfile, build_profile, parse_profile
+from firmware.dsp.sources.settings import ConstantProfile, CsvProfile, RampProfile, StepsProfile
 from firmware.errors import ConfigError
 
 

@@ -9,9 +9,9 @@ import time
 import numpy as np
 import pytest
 
-from firmware.dsp.simulator import SimulatedSource, resonator_gain
-from firmware.dsp.source_settings import SimulatorSettings
-from firmware.dsp.sources import RealtimePacer
+from firmware.dsp.sources.base import RealtimePacer
+from firmware.dsp.sources.settings import SimulatorSettings
+from firmware.dsp.sources.simulator import SimulatedSource, resonator_gain
 from firmware.errors import SourceError
 
 FS = 48000

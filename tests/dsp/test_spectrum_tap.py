@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from firmware.appliance import Analyzer
+from firmware.app.analyzer import Analyzer
 
 
 def peak_node(analyzer: Analyzer) -> Any:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import scipy.io.wavfile as scipy_wav
 
-from firmware.dsp.source_settings import WavSettings
-from firmware.dsp.wav import WavSource, WavWriter, read_wav, read_wav_info
+from firmware.dsp.sources.settings import WavSettings
+from firmware.dsp.sources.wav import WavSource, WavWriter, read_wav, read_wav_info
 from firmware.errors import SourceError
 
 FS = 48000

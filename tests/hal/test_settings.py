@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from firmware.config_messages import validation_problems
+from firmware.config.messages import validation_problems
 from firmware.hal.settings import HalSettings, RelaySettings
 
 
@@ -88,7 +88,7 @@ def test_settings_are_frozen():
 
 def test_through_the_config_loader(make_doc):
     """Once the ``hal`` section is part of Config, conflicts come with file:line:column."""
-    from firmware.config_models import Config
+    from firmware.config.models import Config
     from firmware.errors import ConfigError
 
     if "hal" not in Config.model_fields:

@@ -19,9 +19,9 @@ from typing import Any
 
 import yaml
 
-from firmware.actions.nodes.python_action import PythonAction
-from firmware.config import ConfigDocument, default_config_text, load_config
-from firmware.runtime import Appliance
+from firmware.actions.python.action_node import PythonAction
+from firmware.app.appliance import Appliance
+from firmware.config.loader import ConfigDocument, default_config_text, load_config
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "user_scripts"
 FRAME_S = 4096 / 48000  # one simulated frame of the default config

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from firmware.actions.python.imports import check_script
-from firmware.appliance import check_graph
+from firmware.app.analyzer import check_graph
 from firmware.cli import main
 from tests.user_scripts.appliance_run import EXAMPLES, docstring_node, load, make_config
 

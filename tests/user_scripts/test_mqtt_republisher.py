@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from tests.actions.mqtt_broker import Subscriber
+from tests.mqtt_broker import Subscriber
 from tests.user_scripts.appliance_run import (
     Run,
     docstring_node,

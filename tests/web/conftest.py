@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from firmware.config import ConfigDocument
-from firmware.runtime import Appliance
+from firmware.app.appliance import Appliance
+from firmware.config.loader import ConfigDocument
 from firmware.web.server import WebServer
 
 TOKEN = "test-token-0123456789abcdef"

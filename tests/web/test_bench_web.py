@@ -4,7 +4,7 @@ benchmark's business, not a test's."""
 
 from __future__ import annotations
 
-from firmware.bench_web import format_web_report, run_web_bench
+from firmware.bench.web import format_web_report, run_web_bench
 
 CLIENTS = 20
 

@@ -12,9 +12,9 @@ import time
 
 import numpy as np
 
-from firmware.export import EXPORT_COLUMNS
-from firmware.web.trend import NodeTrend, TrendRecorder
-from firmware.web.trend_store import ROW_BYTES, TrendStore, read_trend
+from firmware.app.export import EXPORT_COLUMNS
+from firmware.app.trend import NodeTrend, TrendRecorder
+from firmware.app.trend_store import ROW_BYTES, TrendStore, read_trend
 from tests.web.conftest import TOKEN
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from firmware.appliance import Analyzer
+from firmware.app.analyzer import Analyzer
 from tests.conftest import graph_node
 from tests.web.conftest import TOKEN, WebRig
 

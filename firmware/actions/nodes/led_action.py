@@ -14,7 +14,7 @@ from firmware.dsp.registry import register
 from firmware.errors import ActionError
 
 if TYPE_CHECKING:
-    from firmware.config_models import Config
+    from firmware.actions.config_view import ConfigView
 
 #: an acknowledged alarm: a short flash every 2 s, unlike any (symmetric) alarm blink
 ACKNOWLEDGED_FLASH_ON_S = 0.1
@@ -30,7 +30,7 @@ class LedActionParams(ActionParams):
     led: str = Field(min_length=1)
     alarm_blink_s: float = Field(0.1, gt=0, le=5, description="on and off time of the blink")
 
-    def cross_check(self, config: Config) -> list[tuple[str, str]]:
+    def cross_check(self, config: ConfigView) -> list[tuple[str, str]]:
         """The LED must be declared in ``hal.leds``."""
         if self.led in config.hal.leds:
             return []

@@ -14,7 +14,7 @@ from firmware.dsp.registry import register
 from firmware.errors import ActionError
 
 if TYPE_CHECKING:
-    from firmware.config_models import Config
+    from firmware.actions.config_view import ConfigView
 
 log = logging.getLogger("pafw.actions")
 
@@ -27,7 +27,7 @@ class RelayActionParams(ActionParams):
     mode: Literal["hold", "pulse"] = "hold"
     pulse_s: float = Field(1.0, gt=0)
 
-    def cross_check(self, config: Config) -> list[tuple[str, str]]:
+    def cross_check(self, config: ConfigView) -> list[tuple[str, str]]:
         """The relay must be declared in ``hal.relays``."""
         if self.relay in config.hal.relays:
             return []

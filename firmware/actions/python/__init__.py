@@ -21,7 +21,7 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "PythonWorker": "host", "WorkerSpec": "host",
+    "PythonWorker": "host", "WorkerSpec": "spec",
     "WorkerSupervisor": "supervisor", "ActionFailedError": "supervisor",
     "ReloadError": "supervisor",
     "WorkerError": "protocol", "ScriptLoadError": "protocol", "ScriptCallError": "protocol",

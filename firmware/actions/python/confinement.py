@@ -43,7 +43,7 @@ from firmware.actions.python.sandbox import can_switch_user, effective_capabilit
 from firmware.errors import ScriptError
 
 if TYPE_CHECKING:
-    from firmware.actions.python.host import WorkerSpec
+    from firmware.actions.python.spec import WorkerSpec
 
 MIB = 1 << 20
 #: above every range systemd hands out (dynamic users, nspawn container ranges)

@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from firmware.actions.python.host import PythonWorker, RequestHandler, WorkerSpec
+from firmware.actions.python.host import PythonWorker, RequestHandler
 from firmware.actions.python.protocol import (
     ProtocolError,
     ScriptCallError,
@@ -40,6 +40,7 @@ from firmware.actions.python.protocol import (
     WorkerError,
     WorkerTimeout,
 )
+from firmware.actions.python.spec import WorkerSpec
 
 MIB = 1 << 20
 

@@ -21,7 +21,7 @@ from pydantic import Field, model_validator
 from firmware.dsp.frame import Frame
 from firmware.dsp.node import BuildContext, Node
 from firmware.dsp.registry import register
-from firmware.dsp.wav import WavWriter
+from firmware.dsp.sources.wav import WavWriter
 from firmware.strict_model import StrictModel
 
 _STOP = -1

@@ -1,0 +1,270 @@
+"""The whole appliance: analyzer (DSP thread) + HAL + MQTT link + control loop (actions).
+
+Start order puts every output in its safe state first and starts the DSP thread last; stop
+order is the reverse, and every exit path (clean stop, fault, signal, exception) ends with
+the HAL's safe state and, when connected, an explicit ``offline`` on MQTT.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from firmware import __version__
+from firmware.actions.base import ActionContext, ActionHandler, ActionNode
+from firmware.actions.control import ControlLoop
+from firmware.actions.event_log import ActionEventLog
+from firmware.actions.event_store import EventStore, events_path
+from firmware.actions.feed import ResultFeed
+from firmware.actions.history import HistoryEntry
+from firmware.actions.mqtt.action_node import MqttActionParams, alarm_state_name
+from firmware.actions.mqtt.discovery import DiscoveryEntities
+from firmware.actions.mqtt.link import MqttLink
+from firmware.actions.python.action_node import PythonAction, PythonActionNode
+from firmware.actions.python.confinement import Confinement
+from firmware.actions.python.sandbox import can_switch_user
+from firmware.app.analyzer import Analyzer
+from firmware.app.file_watch import ScriptWatcher
+from firmware.app.operations import Operations
+from firmware.config.loader import ConfigDocument, load_config
+from firmware.errors import ActionError, ConfigError, HalError
+from firmware.hal.hal import Hal
+
+log = logging.getLogger("pafw.appliance")
+
+
+class Appliance:
+    """Everything `pafw run` runs, built from one config."""
+
+    def __init__(self, doc: ConfigDocument, *, realtime: bool = True) -> None:
+        self.doc = doc
+        cfg = doc.config
+        self.started_monotonic = time.monotonic()
+        self.analyzer = Analyzer(doc, realtime=realtime)
+        self.hal: Hal | None = None
+        self.mqtt: MqttLink | None = None
+        self.handlers: list[ActionHandler] = []
+        #: triggers, outcomes and operator changes of every action (the web stream's source),
+        #: kept on disk in the state dir across restarts
+        self.action_events = ActionEventLog(
+            store=EventStore(events_path(self.analyzer.state_dir)))
+        #: set when something a status reader waits for changed (a script reload)
+        self.status_dirty = threading.Event()
+        try:
+            if cfg.hal.relays or cfg.hal.leds:
+                self.hal = Hal(cfg.hal)
+            if cfg.mqtt.enabled:
+                self.mqtt = MqttLink(cfg.mqtt, device_id=cfg.device.id,
+                                     state_dir=self.analyzer.state_dir,
+                                     software_version=__version__, device_name=cfg.device.name,
+                                     gas=cfg.device.gas)
+            if any(isinstance(node, PythonActionNode) for node in self.action_nodes):
+                switching = can_switch_user()
+                Confinement.configure(
+                    uid_base=cfg.scripts.worker_uid_base,
+                    data_root=(cfg.scripts.data_dir.expanduser().absolute() if switching
+                               else self.analyzer.state_dir / "python_actions" / "data"))
+            ctx = ActionContext(
+                state=self.analyzer.state, device_id=cfg.device.id, hal=self.hal,
+                mqtt=self.mqtt, health=self.fault, events=self.action_events,
+                extra={
+                    "state_dir": self.analyzer.state_dir,
+                    "scripts_dir": cfg.paths.scripts_dir,
+                    "run_as_user": cfg.scripts.worker_user if can_switch_user() and
+                    cfg.scripts.worker_uid_base is None else None,
+                    "raw_parameters": {n.id: dict(n.parameters)
+                                       for n in cfg.processing.default_graph.nodes},
+                    "node_statistics": self.node_statistics,
+                    "status_changed": self.status_dirty.set,
+                })
+            for node in self.action_nodes:
+                try:
+                    self.handlers.append(node.Handler(node, ctx))
+                except (ActionError, HalError) as exc:
+                    raise ConfigError(f"{doc.node_location(node.node_id)}: {exc}") from None
+        except BaseException:
+            self._release()
+            raise
+        self._restore_histories()
+        self.watcher: ScriptWatcher | None = None
+        if cfg.scripts.hot_reload and self.python_handlers:
+            self.watcher = ScriptWatcher(cfg.paths.scripts_dir, self._script_changed,
+                                         debounce_s=cfg.scripts.debounce_s)
+        self.config_watcher: ScriptWatcher | None = None
+        if cfg.scripts.hot_reload and self.python_handlers and doc.path is not None:
+            config_path = doc.path.resolve()
+            self.config_watcher = ScriptWatcher(
+                config_path.parent, self._config_changed, debounce_s=cfg.scripts.debounce_s,
+                match=lambda path: path.resolve() == config_path)
+        self.config_reload: dict[str, Any] = {"reloads": 0, "last_error": None}
+        self._confinement_status: dict[str, Any] | None = None
+        self.feed = ResultFeed()
+        if self.handlers:
+            self.analyzer.state.attach(self.feed.post)
+            self.analyzer.frame_hooks.append(self.feed.flush)
+        # at most one batch per half frame: at real time every frame is evaluated as it comes;
+        # a DSP loop far faster than real time meets coalesced batches, not a busy GIL
+        frame_s = cfg.acquisition.frame_size / cfg.acquisition.sample_rate
+        self.control = ControlLoop(self.handlers, self.feed,
+                                   min_gap_s=min(max(frame_s / 2, 0.005), 0.05))
+        #: what an operator may change (web API); restores the actions disabled before
+        self.operations = Operations(handlers=self.handlers, hal=self.hal,
+                                     events=self.action_events,
+                                     state_dir=self.analyzer.state_dir, run=self.control.call)
+        self.operations.restore()
+
+    def _restore_histories(self) -> None:
+        """Put the events of earlier runs back in their actions' history (oldest first,
+        before anything new), so an action's history survives a restart too."""
+        by_id = {h.node_id: h for h in self.handlers}
+        for entry in self.action_events.entries():
+            handler = by_id.get(entry.action_id)
+            if handler is not None:
+                handler.history.append(HistoryEntry(entry.timestamp, entry.kind,
+                                                    dict(entry.data)))
+
+    @property
+    def action_nodes(self) -> list[ActionNode]:
+        """The graph's action nodes, in graph order."""
+        return [n for n in self.analyzer.graph.nodes if isinstance(n, ActionNode)]
+
+    @property
+    def confinement_status(self) -> dict[str, Any]:
+        """What confines the Python actions' workers on this machine (computed once)."""
+        if self._confinement_status is None:
+            self._confinement_status = Confinement.shared().get_status()
+        return self._confinement_status
+
+    @property
+    def python_handlers(self) -> list[PythonAction]:
+        """The python_action handlers."""
+        return [h for h in self.handlers if isinstance(h, PythonAction)]
+
+    def _script_changed(self, path: Path) -> None:
+        """Watcher thread: reload every action running ``path`` (on the control loop)."""
+        changed = path.resolve()
+        for handler in self.python_handlers:
+            if handler.supervisor.spec.script_path == changed:
+                self.control.call(handler.reload())
+
+    def _config_changed(self, path: Path) -> None:
+        """Watcher thread: the config file changed. Re-validate it; apply what changed in
+        python_action nodes (a bad file or a failing reload keeps everything running)."""
+        try:
+            doc = load_config(path)
+        except ConfigError as exc:
+            self.config_reload["last_error"] = str(exc)
+            log.error("config change not applied, %s is invalid:\n%s", path, exc)
+            return
+        for handler in self.python_handlers:
+            try:
+                node = doc.config.node(handler.node_id)
+            except KeyError:
+                log.warning("python action %s was removed from %s: restart to apply",
+                            handler.node_id, path)
+                continue
+            raw = dict(node.parameters)
+            if raw == handler.raw_parameters:
+                continue
+            future = self.control.call(handler.reconfigure(node.params, raw))
+            future.add_done_callback(lambda f, h=handler: self._reconfigured(h, f))
+
+    def _reconfigured(self, handler: PythonAction, future: Any) -> None:
+        error = future.exception()
+        if error is not None:
+            self.config_reload["last_error"] = f"{handler.node_id}: {error}"
+            log.error("python action %s keeps its running version: %s", handler.node_id,
+                      error)
+            return
+        self.config_reload["reloads"] += 1
+        log.info("python action %s reconfigured", handler.node_id)
+        for message in future.result():
+            log.warning("%s", message)
+
+    def node_statistics(self, node_id: str) -> dict[str, Any]:
+        """A graph node's type, timing and status (for scripts' get_node_statistics)."""
+        nodes = self.analyzer.graph.get_status()["nodes"]
+        if node_id not in nodes:
+            raise ValueError(f"no node {node_id!r} in the graph (nodes: {', '.join(nodes)})")
+        return nodes[node_id]
+
+    def fault(self) -> str | None:
+        """The appliance's fault (the DSP loop stopped on an error), or None."""
+        return self.analyzer.fault
+
+    def discovery_entities(self) -> DiscoveryEntities:
+        """What Home Assistant is told about: sensors per node, alarms, relays."""
+        nodes = self.analyzer.graph.nodes
+        alarms: list[str] = []
+        for node in self.action_nodes:
+            if isinstance(node.params, MqttActionParams):
+                handler = next(h for h in self.handlers if h.node_id == node.node_id)
+                alarms += [alarm_state_name(node.node_id, name).removeprefix("alarm_")
+                           for name in getattr(handler, "alarm_names", [])]
+        return DiscoveryEntities(
+            concentration_nodes=[n.node_id for n in nodes if n.type_name == "concentration"],
+            peak_nodes=[n.node_id for n in nodes if n.type_name in ("peak_finder", "lockin")],
+            alarms=alarms,
+            relays=sorted(self.doc.config.hal.relays),
+        )
+
+    def start(self) -> float:
+        """Start MQTT, warm up the kernels, start the actions, then the DSP thread; returns
+        the warm-up time in seconds.
+
+        The actions start after the warm-up: a data timeout counts from their start, and a
+        first compile of the kernels (seconds on a Pi) is not a sensor that stopped talking.
+        """
+        if self.mqtt is not None:
+            self.mqtt.start()
+            if self.doc.config.mqtt.discovery.enabled:
+                self.mqtt.set_discovery(self.discovery_entities())
+        warm = self.analyzer.warm_up()
+        self.control.start()
+        for watcher in (self.watcher, self.config_watcher):
+            if watcher is not None:
+                watcher.start()
+        self.analyzer.start()
+        return warm
+
+    def stop(self) -> None:
+        """Stop the DSP thread, the actions, put outputs safe, say offline; idempotent."""
+        for watcher in (self.watcher, self.config_watcher):
+            if watcher is not None:
+                watcher.stop()
+        self.analyzer.stop()
+        self.control.stop()
+        if self.mqtt is not None:
+            self.mqtt.publish_status(self.get_status(brief=True))
+        self._release()
+
+    def _release(self) -> None:
+        self.action_events.close()
+        if self.hal is not None:
+            self.hal.safe_state()
+            self.hal.close()
+        if self.mqtt is not None:
+            self.mqtt.stop()
+
+    def safe_state(self) -> None:
+        """Every output off now (signal handlers, fatal paths); never raises."""
+        if self.hal is not None:
+            self.hal.safe_state()
+
+    def get_status(self, *, brief: bool = False) -> dict[str, Any]:
+        """Appliance status: analyzer, actions, HAL, MQTT (``brief``: without results)."""
+        status = self.analyzer.get_status()
+        if brief:
+            status.pop("results", None)
+            status.pop("graph", None)
+        status["control"] = self.control.get_status()
+        status["hal"] = self.hal.get_status() if self.hal is not None else None
+        status["mqtt"] = self.mqtt.get_status() if self.mqtt is not None else None
+        status["config_reload"] = dict(self.config_reload)
+        if self.python_handlers:
+            status["script_sandbox"] = self.confinement_status
+        status["events"] = self.action_events.get_status()
+        return status

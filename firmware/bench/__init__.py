@@ -1,0 +1,1 @@
+"""``pafw bench``: one module per benchmark (graph, actions, Python actions, web)."""

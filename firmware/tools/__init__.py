@@ -1,0 +1,1 @@
+"""Offline commands: ``pafw analyze``/``simulate``, ``script check``/``push`` and ``status``."""

@@ -1,0 +1,174 @@
+"""`pafw run` as a service: systemd notify protocol, watchdog, status snapshot, `pafw status`."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from firmware.app.analyzer import Analyzer
+from firmware.service.run import Service
+
+
+@pytest.fixture
+def notify_socket(tmp_path, monkeypatch):
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(0.2)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    monkeypatch.setenv("WATCHDOG_USEC", "1500000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    yield sock
+    sock.close()
+
+
+def collect(sock, until, timeout=30.0):
+    messages = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not until(messages):
+        try:
+            data = sock.recv(4096).decode()
+        except TimeoutError:
+            continue
+        messages.append((time.monotonic(), data))
+    return messages
+
+
+def test_ready_after_warm_up_then_watchdog_until_the_dsp_stalls(make_doc, notify_socket):
+    def quiet(data):
+        data["mqtt"]["enabled"] = False
+        graph = data["processing"]["default_graph"]
+        graph["nodes"] = [n for n in graph["nodes"] if n["type"] != "mqtt_action"]
+        graph["connections"] = [c for c in graph["connections"] if c["to"] != "mqtt"]
+        data["processing"]["status_interval_s"] = 0.5
+
+    # With a cold kernel cache (a fresh pytest basetemp), warm_up() compiles the graph's
+    # kernels but the source's compile on its first read (1.7 s on a loaded 2-core machine)
+    # and the graph's first real frame (0.3 s) come after READY: no progress, no ping, for
+    # longer than this test's 1.5 s watchdog. Fill the cache first; this test is about
+    # the pings of a running service, not about a first start.
+    scratch = Analyzer(make_doc(quiet), realtime=False)
+    scratch.warm_up()
+    with scratch.source:
+        scratch.process_frame(scratch.source.read())
+    service = Service(make_doc(quiet), realtime=True)
+    warmed = threading.Event()
+    real_warm_up = service.analyzer.warm_up
+    service.analyzer.warm_up = lambda *a: (real_warm_up(*a), warmed.set())[0]
+    stall, stalled, release = threading.Event(), threading.Event(), threading.Event()
+    source = service.analyzer.source
+    real_read = source.read
+
+    def read():
+        if stall.is_set():
+            stalled.set()
+            release.wait(3600)  # a capture driver that hangs
+        return real_read()
+
+    source.read = read
+    runner = threading.Thread(target=service.run, kwargs={"duration_s": 30}, daemon=True)
+    runner.start()
+    # READY comes after the warm-up: a cold kernel cache on a loaded machine takes a while
+    first = collect(notify_socket, lambda m: len(m) >= 1, timeout=180)
+    assert first[0][1].startswith("READY=1") and warmed.is_set()
+    alive = collect(notify_socket, lambda m: sum("WATCHDOG=1" in d for _, d in m) >= 4,
+                    timeout=30)
+    pings = [t for t, d in alive if d == "WATCHDOG=1"]
+    # the service pings every 0.5 s (a third of WatchdogSec); the contract with systemd is
+    # a ping within WatchdogSec (1.5 s), which leaves a loaded machine room for a late tick
+    assert len(pings) >= 4 and max(b - a for a, b in itertools.pairwise(pings)) < 1.5
+    assert any(d.startswith("STATUS=") and "ppm" in d for _, d in alive)
+    stall.set()
+    assert stalled.wait(30), "the DSP thread reached the hanging read"
+    # three ticks (0.5 s) for the main loop to see the last frame the DSP thread finished
+    collect(notify_socket, lambda m: False, timeout=1.5)
+    hung = collect(notify_socket, lambda m: False, timeout=2.5)
+    assert not [d for _, d in hung if d == "WATCHDOG=1"], "no ping while the DSP hangs"
+    assert any(d.startswith("STATUS=") for _, d in hung), "the main loop itself runs"
+    service.request_stop()
+    release.set()
+    runner.join(30)
+    last = collect(notify_socket, lambda m: any("STOPPING=1" in d for _, d in m), timeout=30)
+    assert any("STOPPING=1" in d for _, d in last)
+
+
+def pafw(*args, env):
+    return subprocess.run([sys.executable, "-m", "firmware.cli", *args], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, **env})
+
+
+def test_pafw_status_reads_the_running_appliances_snapshot(state_env, tmp_path):
+    config = tmp_path / "pafw.yaml"
+    config.write_text(pafw("config", "default", env=state_env).stdout.replace(
+        "status_interval_s: 5.0", "status_interval_s: 0.5"))
+    proc = subprocess.Popen([sys.executable, "-m", "firmware.cli", "run", "--config",
+                             str(config)], env={**os.environ, **state_env},
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        out = pafw("status", "--config", str(config), env=state_env)
+        while time.monotonic() < deadline and "ppm" not in out.stdout:
+            time.sleep(0.5)
+            out = pafw("status", "--config", str(config), env=state_env)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "running" in out.stdout and "concentration:" in out.stdout
+        assert "action alarm_relay (relay_action)" in out.stdout
+        assert "dashboard http://127.0.0.1:" in out.stdout
+        as_json = pafw("status", "--config", str(config), "--json", env=state_env)
+        assert '"state": "running"' in as_json.stdout
+        url = json.loads(as_json.stdout)["web"]["url"]  # `pafw run` serves its dashboard
+        with urllib.request.urlopen(f"{url}/api/v1/status", timeout=30) as answer:
+            assert json.load(answer)["device"]["id"] == "pafw-sim"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    out = pafw("status", "--config", str(config), env=state_env)
+    assert out.returncode == 1 and ": stopped at " in out.stdout.splitlines()[0]
+    assert "None" not in out.stdout  # every figure known, or left out
+    assert any(line.startswith("  mqtt ") and ": stopped, " in line
+               for line in out.stdout.splitlines())
+    assert "dashboard" not in out.stdout  # not serving any more
+
+
+def test_pafw_status_names_a_dead_appliance_and_a_fault():
+    from firmware.tools.status import summarize
+
+    base = {"version": "1", "pid": 2**22 + 1, "written_at": time.time() - 30,
+            "uptime_s": 100.0, "frames": 5, "mqtt": {"broker": "b:1883", "outbox": {
+                "pending": 2, "dropped": None, "closed": True}}}
+    running, text = summarize({**base, "state": "running"})
+    assert not running and "DEAD: process" in text and "None" not in text
+    running, text = summarize({**base, "state": "failed", "fault": "ALSA device gone"})
+    assert not running and "STOPPED ON A FAULT" in text and "FAULT: ALSA device gone" in text
+    assert "2 messages kept in the outbox" in text and "None" not in text
+
+
+def test_pafw_status_without_an_appliance(state_env, tmp_path):
+    out = pafw("status", env=state_env)
+    assert out.returncode == 1 and "no status snapshot" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_pafw_status_reads_only_the_paths_of_the_config(state_env, tmp_path):
+    """It needs the state dir only: no node type (scipy, numba) is imported, and an error
+    in the paths section is located."""
+    config = tmp_path / "pafw.yaml"
+    config.write_text("paths:\n  state_dir: ''\n")
+    out = pafw("status", "--config", str(config), env=state_env)
+    assert out.returncode == 2
+    assert f"{config}:2:3: paths.state_dir: expected a directory path" in out.stderr
+    probe = ("import sys; from firmware import cli; cli.main(['status']); "
+             "print(sorted(m for m in ('scipy', 'numba') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, **state_env})
+    assert out.stdout.strip().endswith("[]"), out.stdout + out.stderr
