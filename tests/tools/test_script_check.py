@@ -8,6 +8,7 @@ import sys
 import yaml
 
 from firmware.config.loader import default_config_text
+from tests.paths import REPO
 
 GOOD = '''
 class Alert(CustomPythonAction):
@@ -141,9 +142,8 @@ def test_the_readme_commands_with_a_relative_scripts_dir(tmp_path):
     """user_scripts/README.md: a relative PAFW_SCRIPTS_DIR means the same directory to
     `config check` and `script check` (taken from the working directory)."""
     import os
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    root = REPO
     env = {**os.environ, "PAFW_SCRIPTS_DIR": "user_scripts"}
     out = subprocess.run([sys.executable, "-m", "firmware.cli", "config", "check",
                           "user_scripts/examples.yaml"], capture_output=True, text=True,

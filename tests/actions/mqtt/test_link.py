@@ -27,9 +27,9 @@ import pytest
 from firmware.actions.mqtt.link import MqttError, MqttLink, json_safe
 from firmware.actions.mqtt.settings import MqttSettings
 from tests.mqtt_broker import Broker, Received, Subscriber, free_port
+from tests.paths import REPO
 from tests.waiting import holds_for, wait_until
 
-REPO = Path(__file__).resolve().parents[2]
 FAST = {"reconnect_min_s": 0.1, "reconnect_max_s": 0.5}
 
 

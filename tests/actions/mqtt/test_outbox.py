@@ -8,13 +8,11 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from firmware.actions.mqtt.outbox import Outbox, OutboxError
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.paths import REPO
 
 
 def fill(box: Outbox, n: int, start: int = 0) -> list[int]:

@@ -20,7 +20,8 @@ from firmware.actions.python.sandbox import ScriptPathError, resolve_script
 from tests.actions.python.conftest import IS_ROOT, SCRIPTS, make_spec
 
 #: the shipped example: the design study's EmailNotificationAction, verbatim
-USER_SCRIPTS = Path(__file__).resolve().parents[2] / "user_scripts"
+from tests.paths import USER_SCRIPTS
+
 STUDY_EMAIL = USER_SCRIPTS / "email_alert.py"
 #: where the study's code raises on a missing login (a line of the verbatim class)
 STUDY_EMAIL_LOGIN_CHECK = next(
