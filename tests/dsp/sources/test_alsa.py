@@ -26,9 +26,9 @@ import firmware.dsp.sources.alsa as alsa_mod
 from firmware.dsp.sources.alsa import AlsaSource
 from firmware.dsp.sources.settings import AlsaSettings
 from firmware.errors import SourceError
+from tests.paths import REPO
 from tests.waiting import wait_until
 
-REPO = Path(__file__).resolve().parents[2]
 HAVE_ALSA = importlib.util.find_spec("alsaaudio") is not None
 needs_alsa = pytest.mark.skipif(
     not HAVE_ALSA,
