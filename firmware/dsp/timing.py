@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from firmware.stats import percentiles
+
 
 class TimingStats:
     """Count, mean, max over the whole run and p50/p99 over the last ``window`` samples."""
@@ -36,7 +38,7 @@ class TimingStats:
         filled = self._ring[: min(self.count, self._window)]
         if self.count == 0:
             return {"count": 0, "mean_us": None, "p50_us": None, "p99_us": None, "max_us": None}
-        p50, p99 = np.percentile(filled, [50, 99]) / 1000.0
+        p50, p99 = (v / 1000.0 for v in percentiles(filled, (50, 99)))
         return {
             "count": self.count,
             "mean_us": round(self.total_ns / self.count / 1000.0, 2),

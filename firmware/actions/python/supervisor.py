@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from firmware.actions.python.protocol import (
     WorkerTimeout,
 )
 from firmware.actions.python.spec import WorkerSpec
+from firmware.stats import latency_summary
 
 MIB = 1 << 20
 
@@ -51,15 +51,6 @@ class ActionFailedError(WorkerError):
 
 class ReloadError(WorkerError):
     """Raised when a hot reload failed; the previous worker keeps running."""
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile ``q`` (0-100) of ``values``; None when empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
-    return round(ordered[rank - 1], 3)
 
 
 class WorkerSupervisor:
@@ -215,7 +206,7 @@ class WorkerSupervisor:
                 self._handle_death(worker)
             raise
         finally:
-            self._durations.append((time.perf_counter() - start) * 1e3)
+            self._durations.append(time.perf_counter() - start)
         self.successes += 1
         self.consecutive_failures = 0
         return value
@@ -346,8 +337,7 @@ class WorkerSupervisor:
             "reloads": self.reloads, "reload_failures": self.reload_failures,
             "consecutive_failures": self.consecutive_failures,
             "next_restart_in_s": next_in,
-            "exec_ms": {"count": len(durations), "p50": percentile(durations, 50),
-                        "p95": percentile(durations, 95), "p99": percentile(durations, 99)},
+            "exec_ms": latency_summary(durations),
             "last_error": self.last_error,
             "worker": worker.get_status() if worker else None,
         }

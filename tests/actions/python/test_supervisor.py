@@ -15,7 +15,6 @@ from firmware.actions.python.supervisor import (
     ActionFailedError,
     ReloadError,
     WorkerSupervisor,
-    percentile,
 )
 from tests.actions.python.conftest import make_spec
 
@@ -220,10 +219,3 @@ def test_statistics(api, logger):
     print(f"\non_trigger round trip with 6 API requests: p50 {timing['p50']} ms, "
           f"p95 {timing['p95']} ms, p99 {timing['p99']} ms")
 
-
-def test_percentile():
-    assert percentile([], 50) is None
-    values = [float(v) for v in range(1, 101)]
-    assert (percentile(values, 50), percentile(values, 95), percentile(values, 99)) == (
-        50.0, 95.0, 99.0)
-    assert percentile([7.0], 99) == 7.0
