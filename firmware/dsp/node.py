@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from firmware.dsp.frame import Frame
     from firmware.state import ComputingState
 
+#: result kinds of detectors (an amplitude and a frequency); "concentration" carries ppm
+DETECTOR_KINDS = frozenset({"peak", "lockin"})
+
 
 @dataclass
 class BuildContext:
@@ -46,6 +49,9 @@ class Node(ABC):
     Params: ClassVar[type[StrictModel]]
     #: True for nodes that publish a result into ComputingState (peak finder, concentration)
     computing: ClassVar[bool] = False
+    #: the ``kind`` of the results a computing node publishes ("peak", "lockin",
+    #: "concentration"); what dashboards, Home Assistant and dry runs go by
+    result_kind: ClassVar[str | None] = None
     #: True for nodes applying one linear time-invariant operation to each channel alike
     #: (filter, gain): they commute with channel combiners (see dsp/fusion.py)
     per_channel_linear: ClassVar[bool] = False

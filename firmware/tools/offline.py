@@ -19,6 +19,7 @@ import numpy as np
 
 from firmware.app.analyzer import Analyzer, graph_calibration, graph_specs
 from firmware.config.loader import ConfigDocument
+from firmware.dsp.node import DETECTOR_KINDS
 from firmware.dsp.sources.factory import make_source
 from firmware.dsp.sources.profiles import parse_profile
 from firmware.dsp.sources.settings import WavSettings
@@ -155,8 +156,7 @@ def analyze(
     analyzer.warm_up()
     frame_s = analyzer.frame_size / analyzer.sample_rate
     ids = analyzer.graph.computing_node_ids()
-    detectors = {n.node_id for n in analyzer.graph.nodes if n.type_name in ("peak_finder",
-                                                                          "lockin")}
+    detectors = {n.node_id for n in analyzer.graph.nodes if n.result_kind in DETECTOR_KINDS}
     report.tallies = {i: Tally() for i in ids if i in detectors}
     writer = csv.DictWriter(out, fieldnames=ANALYZE_COLUMNS) if fmt == "csv" else None
     if writer is not None:

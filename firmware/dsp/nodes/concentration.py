@@ -81,6 +81,7 @@ class ConcentrationNode(Node):
     type_name = "concentration"
     Params = ConcentrationParams
     computing = True
+    result_kind = "concentration"
 
     def __init__(self, node_id: str, params: ConcentrationParams, ctx: BuildContext) -> None:
         super().__init__(node_id, params, ctx)
@@ -123,7 +124,7 @@ class ConcentrationNode(Node):
         self._state.publish(
             ComputingResult(
                 node_id=self.node_id,
-                kind="concentration",
+                kind=self.result_kind,
                 timestamp=source.timestamp,
                 monotonic=source.monotonic,
                 sequence=source.sequence,

@@ -32,6 +32,7 @@ class LockInNode(Node):
     type_name = "lockin"
     Params = LockInParams
     computing = True
+    result_kind = "lockin"
 
     def __init__(self, node_id: str, params: LockInParams, ctx: BuildContext) -> None:
         super().__init__(node_id, params, ctx)
@@ -58,7 +59,7 @@ class LockInNode(Node):
         self._state.publish(
             ComputingResult(
                 node_id=self.node_id,
-                kind="lockin",
+                kind=self.result_kind,
                 timestamp=frame.wall_time,
                 monotonic=frame.timestamp,
                 sequence=frame.sequence,

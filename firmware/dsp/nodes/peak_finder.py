@@ -74,6 +74,7 @@ class PeakFinderNode(Node):
     type_name = "peak_finder"
     Params = PeakFinderParams
     computing = True
+    result_kind = "peak"
 
     def __init__(self, node_id: str, params: PeakFinderParams, ctx: BuildContext) -> None:
         super().__init__(node_id, params, ctx)
@@ -114,7 +115,7 @@ class PeakFinderNode(Node):
         self._state.publish(
             ComputingResult(
                 node_id=self.node_id,
-                kind="peak",
+                kind=self.result_kind,
                 timestamp=frame.wall_time,
                 monotonic=frame.timestamp,
                 sequence=frame.sequence,
