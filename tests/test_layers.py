@@ -28,7 +28,8 @@ LAYERS: dict[str, set[str]] = {
     "bench": {"core", "dsp", "hal", "actions", "config", "app", "web", "service", "bench"},
     "cli": set(),  # the entry point may import anything (and only lazily, see below)
 }
-CORE_MODULES = {"firmware", "firmware.errors", "firmware.state", "firmware.strict_model"}
+CORE_MODULES = {"firmware", "firmware.errors", "firmware.state", "firmware.stats",
+                "firmware.status", "firmware.strict_model"}
 #: third-party packages one layer owns
 OWNED = {"gpiozero": "hal", "lgpio": "hal", "RPi": "hal", "paho": "actions",
          "alsaaudio": "dsp", "numba": "dsp", "scipy": "dsp"}

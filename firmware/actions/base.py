@@ -14,8 +14,9 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -101,35 +102,58 @@ def _is_computing(type_name: str) -> bool:
     return bool(node_cls is not None and node_cls.computing)
 
 
-@dataclass
+def _no_fault() -> str | None:
+    return None
+
+
+def _no_statistics(node_id: str) -> dict[str, Any]:
+    raise ValueError(f"no statistics of node {node_id!r} here")
+
+
+def _nobody_listens() -> None:
+    return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScriptsContext:
+    """What python_action handlers need beyond the common context."""
+
+    #: the directory scripts are loaded from (a script outside it is refused)
+    scripts_dir: Path
+    #: the user workers run as when they do not get a uid of their own, else None
+    run_as_user: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class ActionContext:
-    """What handlers may use: hardware and MQTT through their owners, data read-only."""
+    """What handlers may use: hardware and MQTT through their owners, data read-only, and
+    the appliance's services as plain callables (no handler holds the appliance)."""
 
     state: ComputingState
     device_id: str
+    #: where actions keep what survives a restart (stores, histories)
+    state_dir: Path
     hal: Hal | None = None
     mqtt: MqttLink | None = None
-    #: returns a description of an appliance fault (DSP loop stopped, ...) or None
-    health: Any = None
     #: where triggers, outcomes and operator changes are logged for the live stream
     events: ActionEventLog = field(default_factory=ActionEventLog)
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: a description of the appliance's fault (DSP loop stopped, ...) or None
+    health: Callable[[], str | None] = _no_fault
+    #: a graph node's type, timing and status by id (ValueError for an unknown id)
+    node_statistics: Callable[[str], dict[str, Any]] = _no_statistics
+    #: each node's parameters as written in the config (before validation), by node id
+    raw_parameters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: tells the appliance that something a status reader waits for changed (a reload)
+    status_changed: Callable[[], None] = _nobody_listens
+    #: for python_action handlers; None where no script may run
+    scripts: ScriptsContext | None = None
 
     def fault(self) -> str | None:
         """The appliance's current fault, if any."""
-        return self.health() if callable(self.health) else None
+        return self.health()
 
 
 LATENCY_SAMPLES = 256
-
-
-def latency_summary(seconds: Collection[float]) -> dict[str, Any]:
-    """count and p50/p95/p99 in milliseconds of a ring of latencies."""
-    if not seconds:
-        return {"count": 0, "p50": None, "p95": None, "p99": None}
-    p50, p95, p99 = np.percentile(np.asarray(seconds) * 1e3, [50, 95, 99])
-    return {"count": len(seconds), "p50": round(float(p50), 3), "p95": round(float(p95), 3),
-            "p99": round(float(p99), 3)}
 
 
 class ActionHandler:
@@ -299,10 +323,37 @@ class ActionHandler:
     async def apply_operator_state(self) -> None:
         """Bring outputs in line with ``enabled`` and ``acknowledged`` (after a change)."""
 
+    @property
+    def failed(self) -> bool:
+        """True when the action cannot act any more until someone fixes it (a script that
+        kept dying); built-in actions never are."""
+        return False
+
+    def condition(self) -> str:
+        """One word for dashboards: failed, disabled, idle, active or acknowledged (every
+        active trigger acknowledged)."""
+        if self.failed:
+            return "failed"
+        if not self.enabled:
+            return "disabled"
+        active = self.engine.active
+        if not active:
+            return "idle"
+        if all(name in self.acknowledged for name in active):
+            return "acknowledged"
+        return "active"
+
+    def outputs(self) -> dict[str, str]:
+        """The outputs this action drives and their state, as ``"relay:pump": "on"``."""
+        return {}
+
     def get_status(self) -> dict[str, Any]:
-        """Counters, trigger states and last error; JSON-safe."""
+        """Counters, trigger states, outputs and last error; JSON-safe. Subclasses add their
+        own keys (``super().get_status()`` first); docs/status.md lists them."""
         return {
             "type": self.type_name,
+            "state": self.condition(),
+            "outputs": self.outputs(),
             "monitored_nodes": self.monitored_nodes,
             "updates": self.updates,
             "triggers": self.triggers,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware import __version__
-from firmware.actions.base import ActionContext, ActionHandler, ActionNode
+from firmware.actions.base import ActionContext, ActionHandler, ActionNode, ScriptsContext
 from firmware.actions.control import ControlLoop
 from firmware.actions.event_log import ActionEventLog
 from firmware.actions.event_store import EventStore, events_path
@@ -30,6 +30,7 @@ from firmware.app.analyzer import Analyzer
 from firmware.app.file_watch import ScriptWatcher
 from firmware.app.operations import Operations
 from firmware.config.loader import ConfigDocument, load_config
+from firmware.dsp.node import DETECTOR_KINDS
 from firmware.errors import ActionError, ConfigError, HalError
 from firmware.hal.hal import Hal
 
@@ -68,18 +69,17 @@ class Appliance:
                     data_root=(cfg.scripts.data_dir.expanduser().absolute() if switching
                                else self.analyzer.state_dir / "python_actions" / "data"))
             ctx = ActionContext(
-                state=self.analyzer.state, device_id=cfg.device.id, hal=self.hal,
-                mqtt=self.mqtt, health=self.fault, events=self.action_events,
-                extra={
-                    "state_dir": self.analyzer.state_dir,
-                    "scripts_dir": cfg.paths.scripts_dir,
-                    "run_as_user": cfg.scripts.worker_user if can_switch_user() and
-                    cfg.scripts.worker_uid_base is None else None,
-                    "raw_parameters": {n.id: dict(n.parameters)
-                                       for n in cfg.processing.default_graph.nodes},
-                    "node_statistics": self.node_statistics,
-                    "status_changed": self.status_dirty.set,
-                })
+                state=self.analyzer.state, device_id=cfg.device.id,
+                state_dir=self.analyzer.state_dir, hal=self.hal, mqtt=self.mqtt,
+                events=self.action_events, health=self.fault,
+                node_statistics=self.node_statistics,
+                raw_parameters={n.id: dict(n.parameters)
+                                for n in cfg.processing.default_graph.nodes},
+                status_changed=self.status_dirty.set,
+                scripts=ScriptsContext(
+                    scripts_dir=cfg.paths.scripts_dir,
+                    run_as_user=cfg.scripts.worker_user if can_switch_user() and
+                    cfg.scripts.worker_uid_base is None else None))
             for node in self.action_nodes:
                 try:
                     self.handlers.append(node.Handler(node, ctx))
@@ -205,8 +205,8 @@ class Appliance:
                 alarms += [alarm_state_name(node.node_id, name).removeprefix("alarm_")
                            for name in getattr(handler, "alarm_names", [])]
         return DiscoveryEntities(
-            concentration_nodes=[n.node_id for n in nodes if n.type_name == "concentration"],
-            peak_nodes=[n.node_id for n in nodes if n.type_name in ("peak_finder", "lockin")],
+            concentration_nodes=[n.node_id for n in nodes if n.result_kind == "concentration"],
+            peak_nodes=[n.node_id for n in nodes if n.result_kind in DETECTOR_KINDS],
             alarms=alarms,
             relays=sorted(self.doc.config.hal.relays),
         )

@@ -35,6 +35,7 @@ from firmware.actions.python.store import ScriptStore
 from firmware.actions.triggers import TriggerEvent
 from firmware.config.loader import ConfigDocument
 from firmware.config.models import ScriptsSettings
+from firmware.dsp.registry import get_node_type
 from firmware.errors import PafwError
 from firmware.state import ComputingResult, ComputingState
 
@@ -142,6 +143,16 @@ def action_class(source: str, requested: str | None) -> str | None:
     return candidates[-1] if candidates else None
 
 
+def result_kinds(doc: ConfigDocument) -> dict[str, str]:
+    """Node id -> the kind of result it publishes, for the graph's computing nodes."""
+    kinds = {}
+    for node in doc.config.processing.default_graph.nodes:
+        node_cls = get_node_type(node.type)
+        if node_cls is not None and node_cls.result_kind is not None:
+            kinds[node.id] = node_cls.result_kind
+    return kinds
+
+
 def synthetic_results(nodes: list[str], kinds: dict[str, str]) -> ComputingState:
     """A state where every node reports a plausible, high reading (``kinds``: node id ->
     result kind, from the graph when a config is given)."""
@@ -246,17 +257,16 @@ def check_script_file(script: Path, *, doc: ConfigDocument | None = None,
         report.bad("no class deriving from CustomPythonAction; pass --class NAME")
         return report
     with tempfile.TemporaryDirectory(prefix="pafw-check-") as tmp:
-        kinds = {} if doc is None else {
-            n.id: {"peak_finder": "peak", "lockin": "lockin"}.get(n.type, "concentration")
-            for n in doc.config.processing.default_graph.nodes}
+        kinds = {} if doc is None else result_kinds(doc)
         state = synthetic_results(params.monitored_nodes, kinds)
-        ctx = ActionContext(state=state, device_id="check")
+        ctx = ActionContext(state=state, device_id="check", state_dir=Path(tmp),
+                            node_statistics=lambda node: {"node_id": node})
         history = HistoryBuffer(params.buffer_size)
         api = DryRunApiHost(action_id, ctx, grants=Grants(action_id, params.capabilities),
                             history=history,
                             store=ScriptStore(Path(tmp) / "store.json",
                                               max_bytes=params.store_max_kb * 1024),
-                            node_statistics=lambda node: {"node_id": node}, report=report)
+                            report=report)
         scripts = doc.config.scripts if doc is not None else ScriptsSettings()
         switching = can_switch_user()
         Confinement.configure(uid_base=scripts.worker_uid_base,

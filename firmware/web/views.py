@@ -11,12 +11,10 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
-from firmware.actions.base import ActionHandler, latency_summary
-from firmware.actions.nodes.led_action import LedAction
-from firmware.actions.nodes.relay_action import RelayAction
-from firmware.actions.python.action_node import PythonAction
+from firmware.actions.base import ActionHandler
 from firmware.actions.triggers import DataTimeoutTrigger, ThresholdTrigger
 from firmware.state import iso_utc
+from firmware.stats import latency_summary
 
 if TYPE_CHECKING:
     from firmware.app.appliance import Appliance
@@ -34,6 +32,11 @@ def _finite(value: float | None, digits: int = 6) -> float | None:
 
 
 # ----------------------------------------------------------------------------- actions
+#: the counters of an action's status that ``ActionSummary`` carries
+COUNTERS = ("updates", "triggers", "clears", "repeats", "successes", "failures",
+            "suppressed", "event_drops")
+
+
 def thresholds(handler: ActionHandler) -> list[dict[str, Any]]:
     """The action's threshold triggers, as lines a trend chart can draw."""
     lines = []
@@ -49,27 +52,6 @@ def _alarm_triggers(handler: ActionHandler) -> set[str]:
     """Triggers that mean an alarm (not data timeouts, which mean stale data)."""
     return {t.name or "" for t in handler.params.all_triggers()
             if not isinstance(t, DataTimeoutTrigger)}
-
-
-def action_state(handler: ActionHandler) -> str:
-    if isinstance(handler, PythonAction) and handler.supervisor.state == "failed":
-        return "failed"
-    if not handler.enabled:
-        return "disabled"
-    active = handler.engine.active
-    if not active:
-        return "idle"
-    if all(name in handler.acknowledged for name in active):
-        return "acknowledged"
-    return "active"
-
-
-def _outputs(handler: ActionHandler) -> dict[str, str]:
-    if isinstance(handler, RelayAction):
-        return {f"relay:{handler.params.relay}": str(handler.relay.get_status()["state"])}
-    if isinstance(handler, LedAction):
-        return {f"led:{handler.params.led}": str(handler.pattern or "off")}
-    return {}
 
 
 def _last_trigger(handler: ActionHandler) -> dict[str, Any] | None:
@@ -90,30 +72,30 @@ def _error(handler: ActionHandler) -> dict[str, Any] | None:
             "file": info.get("file"), "line": info.get("line"), "time": _iso(info.get("time"))}
 
 
-def _script(handler: ActionHandler) -> dict[str, Any] | None:
-    if not isinstance(handler, PythonAction):
+def _script(status: dict[str, Any]) -> dict[str, Any] | None:
+    """The script part of a python_action's status (None for other actions)."""
+    worker = status.get("worker")
+    if not isinstance(worker, dict):
         return None
-    sup = handler.supervisor
-    return {"path": str(sup.spec.script_path), "class_name": sup.spec.class_name,
-            "worker_state": sup.state, "reloads": sup.reloads,
-            "reload_failures": sup.reload_failures, "restarts": sup.restarts}
+    return {"path": worker["script"], "class_name": worker["class_name"],
+            "worker_state": worker["state"], "reloads": worker["reloads"],
+            "reload_failures": worker["reload_failures"], "restarts": worker["restarts"]}
 
 
 def action_summary(handler: ActionHandler, *, details: bool = True) -> dict[str, Any]:
-    """``ActionSummary`` (``details``: the handler's full status under ``details``)."""
+    """``ActionSummary``, built from the action's own ``get_status()`` (``details``: all of
+    it under ``details``)."""
+    status = handler.get_status()
     return {
-        "id": handler.node_id, "type": handler.type_name, "enabled": handler.enabled,
-        "state": action_state(handler), "monitored_nodes": list(handler.monitored_nodes),
-        "active_triggers": handler.engine.active,
-        "acknowledged_triggers": sorted(handler.acknowledged),
-        "counters": {"updates": handler.updates, "triggers": handler.triggers,
-                     "clears": handler.clears, "repeats": handler.repeats,
-                     "successes": handler.successes, "failures": handler.failures,
-                     "suppressed": handler.suppressed, "event_drops": handler.event_drops},
+        "id": handler.node_id, "type": status["type"], "enabled": status["enabled"],
+        "state": status["state"], "monitored_nodes": list(status["monitored_nodes"]),
+        "active_triggers": status["active_triggers"],
+        "acknowledged_triggers": status["acknowledged"],
+        "counters": {key: status[key] for key in COUNTERS},
         "last_trigger": _last_trigger(handler), "last_error": _error(handler),
         "latency_ms": latency_summary(handler.latency_s), "thresholds": thresholds(handler),
-        "outputs": _outputs(handler), "script": _script(handler),
-        "details": handler.get_status() if details else {},
+        "outputs": status["outputs"], "script": _script(status),
+        "details": status if details else {},
     }
 
 

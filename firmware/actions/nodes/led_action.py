@@ -95,6 +95,9 @@ class LedAction(ActionHandler):
     async def stop(self) -> None:
         self.led.safe_off()
 
+    def outputs(self) -> dict[str, str]:
+        return {f"led:{self.params.led}": str(self.pattern or "off")}
+
     def get_status(self) -> dict[str, Any]:
         return {**super().get_status(), "pattern": self.pattern, "led": self.led.get_status()}
 

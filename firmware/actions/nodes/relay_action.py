@@ -105,6 +105,9 @@ class RelayAction(ActionHandler):
             self.ctx.mqtt.publish_state(f"relay_{self.params.relay}",
                                         "ON" if self.relay.is_on else "OFF")
 
+    def outputs(self) -> dict[str, str]:
+        return {f"relay:{self.params.relay}": str(self.relay.get_status()["state"])}
+
     def get_status(self) -> dict[str, Any]:
         return {**super().get_status(), "relay": self.relay.get_status()}
 

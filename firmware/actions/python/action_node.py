@@ -23,7 +23,6 @@ from firmware.actions.base import (
     ActionHandler,
     ActionNode,
     ActionParams,
-    latency_summary,
 )
 from firmware.actions.python.api_host import ScriptApiHost
 from firmware.actions.python.grants import Capabilities, Grants
@@ -33,8 +32,9 @@ from firmware.actions.python.store import ScriptStore
 from firmware.actions.python.supervisor import WorkerSupervisor
 from firmware.actions.triggers import TriggerEvent
 from firmware.dsp.registry import register
-from firmware.errors import ScriptError
+from firmware.errors import ActionError, ScriptError
 from firmware.state import ComputingResult
+from firmware.stats import latency_summary
 
 if TYPE_CHECKING:
     from firmware.actions.config_view import ConfigView
@@ -159,17 +159,19 @@ class PythonAction(ActionHandler):
     def __init__(self, node: ActionNode, ctx: ActionContext) -> None:
         super().__init__(node, ctx)
         params: PythonActionParams = self.params
-        state_dir: Path = ctx.extra["state_dir"]
+        if ctx.scripts is None:
+            raise ActionError(f"python action {self.node_id}: no scripts directory is "
+                              "configured here")
+        state_dir = ctx.state_dir
         self.state_dir = state_dir
-        self.scripts_dir: Path = ctx.extra["scripts_dir"]
-        self.raw_parameters: dict[str, Any] = ctx.extra.get("raw_parameters", {}).get(
-            self.node_id, {})
+        self.scripts_dir: Path = ctx.scripts.scripts_dir
+        self.run_as_user = ctx.scripts.run_as_user
+        self.raw_parameters: dict[str, Any] = dict(ctx.raw_parameters.get(self.node_id, {}))
         self.grants = Grants(self.node_id, params.capabilities)
         self.store = ScriptStore(state_dir / "python_actions" / self.node_id / "store.json",
                                  max_bytes=params.store_max_kb * 1024)
         self.api = ScriptApiHost(self.node_id, ctx, grants=self.grants, history=self.history,
-                                 store=self.store,
-                                 node_statistics=ctx.extra.get("node_statistics", dict))
+                                 store=self.store)
         self.supervisor = WorkerSupervisor(self.spec(), handle_request=self.api.handle,
                                            logger=self.api.script_log)
         self._update_task: asyncio.Task[None] | None = None
@@ -188,7 +190,7 @@ class PythonAction(ActionHandler):
                            raw_parameters=(raw_parameters if raw_parameters is not None
                                            else self.raw_parameters),
                            monitored_nodes=list(self.monitored_nodes),
-                           run_as_user=self.ctx.extra.get("run_as_user"))
+                           run_as_user=self.run_as_user)
 
     async def start(self) -> None:
         await self.supervisor.start()
@@ -210,9 +212,7 @@ class PythonAction(ActionHandler):
     def _status_changed(self) -> None:
         """Tell the service its status snapshot is out of date (reloads are awaited by
         `pafw script push`)."""
-        notify = self.ctx.extra.get("status_changed")
-        if notify is not None:
-            notify()
+        self.ctx.status_changed()
 
     async def reconfigure(self, params: PythonActionParams, raw: dict[str, Any]) -> list[str]:
         """Apply a changed node config: keys of the worker (script, class, python_config,
@@ -289,6 +289,10 @@ class PythonAction(ActionHandler):
         return {"type": error.get("type"), "message": str(error.get("message") or ""),
                 "file": error.get("file"), "line": error.get("line"),
                 "time": self.supervisor.last_error_at}
+
+    @property
+    def failed(self) -> bool:
+        return self.supervisor.state == "failed"
 
     def get_status(self) -> dict[str, Any]:
         return {

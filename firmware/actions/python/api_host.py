@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 import math
-from collections.abc import Callable
 from typing import Any
 
 from firmware.actions.base import ActionContext
@@ -44,14 +43,12 @@ class ScriptApiHost:
     })
 
     def __init__(self, action_id: str, ctx: ActionContext, *, grants: Grants,
-                 history: HistoryBuffer, store: ScriptStore,
-                 node_statistics: Callable[[str], dict[str, Any]]) -> None:
+                 history: HistoryBuffer, store: ScriptStore) -> None:
         self.action_id = action_id
         self.ctx = ctx
         self.grants = grants
         self.history = history
         self.store = store
-        self.node_statistics = node_statistics
         self.script_log = logging.getLogger(f"pafw.script.{action_id}")
         #: the script's own log lines: escaped, at most SCRIPT_LINES_PER_S a second
         self.log_limit = LogLimiter(self.script_log, f"python action {action_id}",
@@ -88,7 +85,7 @@ class ScriptApiHost:
         return None if r is None else _finite(r.amplitude)
 
     async def _get_node_statistics(self, node_id: str) -> dict[str, Any]:
-        stats = self.node_statistics(node_id)
+        stats = self.ctx.node_statistics(node_id)
         r = self._result(node_id)
         if r is not None:
             stats = {**stats, "last_result": r.to_dict(), "age_s": round(r.age_s(), 3)}
