@@ -22,19 +22,12 @@ import yaml
 from firmware.actions.python.action_node import PythonAction
 from firmware.app.appliance import Appliance
 from firmware.config.loader import ConfigDocument, default_config_text, load_config
+from tests.paths import USER_SCRIPTS
+from tests.waiting import wait_until
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "user_scripts"
+EXAMPLES = USER_SCRIPTS
 FRAME_S = 4096 / 48000  # one simulated frame of the default config
 CO2_IDS = {"peak_finder": "co2_peak_finder", "concentration": "co2_concentration"}
-
-
-def wait_until(predicate: Any, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return bool(predicate())
 
 
 def docstring_node(script: str) -> dict[str, Any]:
@@ -59,14 +52,15 @@ def install_scripts(tmp_path: Path, *names: str) -> Path:
 
 def make_config(tmp_path: Path, *, profile: dict[str, Any], nodes: list[dict[str, Any]],
                 co2_ids: bool = False, broker: Any = None,
-                relays: dict[str, Any] | None = None) -> dict[str, Any]:
+                relays: dict[str, Any] | None = None,
+                data_dir: Path | None = None) -> dict[str, Any]:
     """The shipped default config with a simulator ``profile``, the built-in actions
     replaced by ``nodes`` (each fed by the concentration node), relay limits off, MQTT to
     ``broker`` (or off), paths in tmp, workers not dropping privileges (the test interpreter
     lives under /root, which ``nobody`` cannot read) and no hot reload.
 
     ``co2_ids`` renames the DSP nodes to the design study's co2_peak_finder and
-    co2_concentration."""
+    co2_concentration; ``data_dir`` is where actions granted data_mb keep it."""
     data = yaml.safe_load(default_config_text())
     data["device"]["id"] = "lab1-cell"
     data["acquisition"]["simulator"]["concentration"] = profile
@@ -100,6 +94,8 @@ def make_config(tmp_path: Path, *, profile: dict[str, Any], nodes: list[dict[str
                      "scripts_dir": str(tmp_path / "scripts"),
                      "cache_dir": str(tmp_path.parent / "numba-cache")}
     data["scripts"] = {"worker_user": None, "hot_reload": False, "debounce_s": 0.15}
+    if data_dir is not None:
+        data["scripts"]["data_dir"] = str(data_dir)
     return data
 
 
@@ -115,6 +111,16 @@ async def _updates_done(handlers: list[PythonAction]) -> None:
     for handler in handlers:
         while (task := handler._update_task) is not None and not task.done():
             await asyncio.wait({task})
+
+
+def example_run(tmp_path: Path, script: str, *, nodes: list[dict[str, Any]],
+                profile: dict[str, Any], env: dict[str, str] | None = None,
+                **config: Any) -> Run:
+    """The appliance of one example's test: ``script`` copied into this test's scripts
+    directory, the default config with ``nodes`` and the simulator ``profile`` (``config``:
+    the other keywords of ``make_config``), validated with ``env`` as the environment."""
+    install_scripts(tmp_path, script)
+    return Run(load(make_config(tmp_path, nodes=nodes, profile=profile, **config), env=env))
 
 
 class Run:
@@ -164,7 +170,7 @@ class Run:
                 frame.wall_time = self._grid  # never ahead of the real clock
                 self._grid += pace_s
             analyzer.process_frame(frame)
-            assert wait_until(lambda: feed.taken == feed.posted, timeout=30)
+            wait_until(lambda: feed.taken == feed.posted, 30, "the frame's results taken")
             self.appliance.control.call(
                 _updates_done(self.appliance.python_handlers)).result(timeout=60)
             self.frames_done += 1

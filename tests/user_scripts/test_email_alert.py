@@ -23,14 +23,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.conftest import free_port
-from tests.user_scripts.appliance_run import (
-    Run,
-    docstring_node,
-    install_scripts,
-    load,
-    make_config,
-    wait_until,
-)
+from tests.user_scripts.appliance_run import docstring_node, example_run
+from tests.waiting import wait_until
 
 USER = "alerts@company.com"  # the study's username and recipients
 RECIPIENTS = ["operator@company.com", "supervisor@company.com"]
@@ -114,19 +108,17 @@ def study_node(port: int) -> dict[str, Any]:
 def test_study_script_emails_when_concentration_crosses_1000_ppm(tmp_path, smtp_server,
                                                                   caplog):
     caplog.set_level(logging.INFO, logger="pafw.script")
-    install_scripts(tmp_path, "email_alert.py")
-    data = make_config(tmp_path, co2_ids=True, nodes=[study_node(smtp_server.port)], profile={
-        "profile": "steps", "levels_ppm": [500.0, 1500.0], "step_s": 2.0, "repeat": False})
-    doc = load(data, env={"EMAIL_PASSWORD": PASSWORD})
     mailbox = smtp_server.mailbox
-
-    with Run(doc) as run:
+    with example_run(tmp_path, "email_alert.py", co2_ids=True,
+                     nodes=[study_node(smtp_server.port)], env={"EMAIL_PASSWORD": PASSWORD},
+                     profile={"profile": "steps", "levels_ppm": [500.0, 1500.0],
+                              "step_s": 2.0, "repeat": False}) as run:
         action = run.handler("python_email_alerts")
         run.frames(STEP_FRAMES - 2)  # 500 ppm: nothing
         assert action.triggers == 0 and not mailbox.mails
         run.frames(STEP_FRAMES + 2)  # crosses 1000 ppm, stays at 1500
-        assert wait_until(lambda: action.successes + action.failures >= 1, timeout=60)
-        assert wait_until(lambda: len(mailbox.mails) == 1, timeout=30)
+        wait_until(lambda: action.successes + action.failures >= 1, 60)
+        wait_until(lambda: len(mailbox.mails) == 1, 30)
         status = run.status("python_email_alerts")
 
     assert action.triggers == 1 and action.successes == 1 and action.failures == 0, \
@@ -161,13 +153,12 @@ def test_study_script_emails_when_concentration_crosses_1000_ppm(tmp_path, smtp_
 
 
 def test_study_script_status_after_an_email(tmp_path, smtp_server):
-    install_scripts(tmp_path, "email_alert.py")
-    data = make_config(tmp_path, co2_ids=True, nodes=[study_node(smtp_server.port)],
-                       profile={"profile": "constant", "value_ppm": 1500.0})
-    with Run(load(data, env={"EMAIL_PASSWORD": PASSWORD})) as run:
+    with example_run(tmp_path, "email_alert.py", co2_ids=True,
+                     nodes=[study_node(smtp_server.port)], env={"EMAIL_PASSWORD": PASSWORD},
+                     profile={"profile": "constant", "value_ppm": 1500.0}) as run:
         action = run.handler("python_email_alerts")
         run.frames(8)
-        assert wait_until(lambda: action.successes == 1, timeout=60)
+        wait_until(lambda: action.successes == 1, 60)
         status = run.script_status("python_email_alerts")
     # the study returns datetime.now() values: they arrive as ISO 8601 UTC strings
     sent = datetime.fromisoformat(status["last_notifications"]["concentration"])

@@ -8,14 +8,8 @@ import itertools
 from typing import Any
 
 from tests.mqtt_broker import Subscriber
-from tests.user_scripts.appliance_run import (
-    Run,
-    docstring_node,
-    install_scripts,
-    load,
-    make_config,
-    wait_until,
-)
+from tests.user_scripts.appliance_run import docstring_node, example_run
+from tests.waiting import wait_until
 
 STEP_FRAMES = 24
 INTERVAL_S = 0.25
@@ -35,16 +29,16 @@ def nodes() -> list[dict[str, Any]]:
 
 
 def test_republishes_values_and_alarm_and_refuses_other_topics(tmp_path, mosquitto):
-    install_scripts(tmp_path, "mqtt_republisher.py")
-    data = make_config(tmp_path, nodes=nodes(), broker=mosquitto, profile={
-        "profile": "steps", "levels_ppm": [500.0, 3000.0, 500.0], "step_s": 2.0,
-        "repeat": False})
+    run_appliance = example_run(tmp_path, "mqtt_republisher.py", nodes=nodes(),
+                                broker=mosquitto, profile={
+                                    "profile": "steps", "levels_ppm": [500.0, 3000.0, 500.0],
+                                    "step_s": 2.0, "repeat": False})
     sub = Subscriber(mosquitto, ["#"], client_id="site-dashboard")
     try:
-        with Run(load(data)) as run:
+        with run_appliance as run:
             good = run.handler("site_republisher")
             run.frames(3 * STEP_FRAMES, pace_s=PACE_S)
-            assert wait_until(lambda: good.successes == 2)  # alarm ON, alarm OFF
+            wait_until(lambda: good.successes == 2)  # alarm ON, alarm OFF
             script = run.script_status("site_republisher")
             assert sub.wait_for(lambda _m: len(sub.on("site/lab1/co2")) == script["values"]
                                 and len(sub.on("site/lab1/alarm")) == 2, timeout=30), (

@@ -7,14 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.user_scripts.appliance_run import (
-    Run,
-    docstring_node,
-    install_scripts,
-    load,
-    make_config,
-    wait_until,
-)
+from tests.user_scripts.appliance_run import docstring_node, example_run
+from tests.waiting import wait_until
 
 STEP_FRAMES = 24
 PULSE_S = 0.3
@@ -38,24 +32,23 @@ def states(pin: Any) -> list[bool]:
 
 
 def test_pulse_blink_clear_and_denied_relay(tmp_path):
-    install_scripts(tmp_path, "relay_led_control.py")
-    data = make_config(tmp_path, nodes=nodes(), relays={"pump": {"pin": PUMP_PIN}}, profile={
+    with example_run(tmp_path, "relay_led_control.py", nodes=nodes(),
+                     relays={"pump": {"pin": PUMP_PIN}}, profile={
         "profile": "steps", "levels_ppm": [500.0, 3000.0, 500.0], "step_s": 2.0,
-        "repeat": False})
-    with Run(load(data)) as run:
+        "repeat": False}) as run:
         factory = run.appliance.hal.factory
         relay, pump, led = (factory.pin(p) for p in (RELAY_PIN, PUMP_PIN, LED_PIN))
         good, wrong = run.handler("alarm_outputs"), run.handler("pump_outputs")
         run.frames(2 * STEP_FRAMES - 3, pace_s=0.02)  # to 3000 ppm
         assert good.triggers == 1
-        assert wait_until(lambda: good.successes == 1 and wrong.failures == 1)
+        wait_until(lambda: good.successes == 1 and wrong.failures == 1)
         assert run.appliance.hal.led("status").pattern == "blink"
         # still at 3000 ppm: let it blink three times (the script's call reaches the LED
         # later on a loaded machine; the frames alone no longer leave it enough time)
-        assert wait_until(lambda: states(led).count(True) >= 3)
+        wait_until(lambda: states(led).count(True) >= 3)
         run.frames(STEP_FRAMES + 3, pace_s=0.02)  # back to 500 ppm: clear
-        assert wait_until(lambda: good.successes == 2 and wrong.successes == 1)
-        assert wait_until(lambda: not relay.state)  # the pulse has ended
+        wait_until(lambda: good.successes == 2 and wrong.successes == 1)
+        wait_until(lambda: not relay.state)  # the pulse has ended
         assert run.appliance.hal.led("status").pattern == "off" and not led.state
         script = run.script_status("alarm_outputs")
         denied_script = run.script_status("pump_outputs")

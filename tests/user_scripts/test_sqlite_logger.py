@@ -10,14 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.user_scripts.appliance_run import (
-    Run,
-    docstring_node,
-    install_scripts,
-    load,
-    make_config,
-    wait_until,
-)
+from tests.user_scripts.appliance_run import docstring_node, example_run
+from tests.waiting import wait_until
 
 STEP_FRAMES = 24
 FRAMES = 3 * STEP_FRAMES
@@ -48,16 +42,12 @@ def test_rows_per_update_bounded_and_readable(tmp_path, data_root):
     assert node["parameters"]["capabilities"]["data_mb"] > 0
     node["parameters"]["python_config"].update(database="co2.sqlite", max_rows=MAX_ROWS,
                                                commit_interval_s=0.2)
-    install_scripts(tmp_path, "sqlite_logger.py")
-    data = make_config(tmp_path, nodes=[node], profile={
-        "profile": "steps", "levels_ppm": [500.0, 3000.0, 500.0], "step_s": 2.0,
-        "repeat": False})
-    data["scripts"]["data_dir"] = str(data_root)
-
-    with Run(load(data)) as run:
+    with example_run(tmp_path, "sqlite_logger.py", nodes=[node], data_dir=data_root, profile={
+            "profile": "steps", "levels_ppm": [500.0, 3000.0, 500.0], "step_s": 2.0,
+            "repeat": False}) as run:
         action = run.handler("datalog")
         run.frames(FRAMES)
-        assert wait_until(lambda: action.successes == 2)  # trigger and clear logged
+        wait_until(lambda: action.successes == 2)  # trigger and clear logged
         with read_only(database) as db:  # another reader while the appliance writes
             assert [k for (k,) in db.execute("SELECT kind FROM events ORDER BY id")] == \
                 ["trigger", "clear"]

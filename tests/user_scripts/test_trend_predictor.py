@@ -7,15 +7,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from tests.user_scripts.appliance_run import (
-    FRAME_S,
-    Run,
-    docstring_node,
-    install_scripts,
-    load,
-    make_config,
-    wait_until,
-)
+from tests.user_scripts.appliance_run import FRAME_S, docstring_node, example_run
+from tests.waiting import wait_until
 
 THRESHOLD = 2000.0
 RAMP = {"profile": "ramp", "start_ppm": 400.0, "end_ppm": 1800.0, "duration_s": 10.0}
@@ -37,13 +30,11 @@ def node(node_id: str, threshold: float) -> dict[str, Any]:
 
 def test_ramp_below_threshold_warns_before_it_is_reached(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="pafw.script")
-    install_scripts(tmp_path, "trend_predictor.py")
     nodes = [node("co2_trend", THRESHOLD), node("co2_trend_far", 5000.0)]
-    data = make_config(tmp_path, nodes=nodes, profile=RAMP)
-    with Run(load(data)) as run:
+    with example_run(tmp_path, "trend_predictor.py", nodes=nodes, profile=RAMP) as run:
         run.frames(FRAMES, pace_s=PACE_S)
         near, far = run.handler("co2_trend"), run.handler("co2_trend_far")
-        assert wait_until(lambda: near.api.notifications == 1)
+        wait_until(lambda: near.api.notifications == 1)
         warned, quiet = run.script_status("co2_trend"), run.script_status("co2_trend_far")
         updates = [e for e in near.history.recent() if e.kind == "update"]
     seen = [e.data["concentration_ppm"] for e in updates

@@ -14,14 +14,8 @@ from typing import Any, ClassVar
 import pytest
 
 from tests.conftest import free_port
-from tests.user_scripts.appliance_run import (
-    Run,
-    docstring_node,
-    install_scripts,
-    load,
-    make_config,
-    wait_until,
-)
+from tests.user_scripts.appliance_run import docstring_node, example_run
+from tests.waiting import wait_until
 
 STEP_FRAMES = 24
 
@@ -79,16 +73,13 @@ def test_posts_the_study_payload_after_a_retry(tmp_path, webhook_url, caplog):
              node("webhook_not_granted", webhook_url, network=False)]
     for n in nodes[1:]:
         n["parameters"]["python_config"]["retry_count"] = 1
-    install_scripts(tmp_path, "webhook_notification.py")
-    data = make_config(tmp_path, nodes=nodes, profile={
-        "profile": "steps", "levels_ppm": [500.0, 3000.0, 500.0], "step_s": 2.0,
-        "repeat": False})
-    doc = load(data, env={"WEBHOOK_API_KEY": "k3y-from-env"})
-
-    with Run(doc) as run:
+    with example_run(tmp_path, "webhook_notification.py", nodes=nodes,
+                     env={"WEBHOOK_API_KEY": "k3y-from-env"}, profile={
+                         "profile": "steps", "levels_ppm": [500.0, 3000.0, 500.0],
+                         "step_s": 2.0, "repeat": False}) as run:
         actions = {n["id"]: run.handler(n["id"]) for n in nodes}
         run.frames(3 * STEP_FRAMES)
-        assert wait_until(lambda: all(a.successes + a.failures == 2  # trigger + clear
+        wait_until(lambda: all(a.successes + a.failures == 2  # trigger + clear
                                       for a in actions.values()), timeout=60)
         statuses = {i: run.status(i) for i in actions}
 
