@@ -26,7 +26,7 @@ from firmware.dsp.sources.factory import make_source
 from firmware.errors import PafwError
 from firmware.state import ComputingResult, ComputingState
 
-log = logging.getLogger("pafw.appliance")
+log = logging.getLogger("pafw.analyzer")
 
 WARMUP_FRAMES = 3
 

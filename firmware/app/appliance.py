@@ -27,7 +27,7 @@ from firmware.actions.python.action_node import PythonAction, PythonActionNode
 from firmware.actions.python.confinement import Confinement
 from firmware.actions.python.sandbox import can_switch_user
 from firmware.app.analyzer import Analyzer
-from firmware.app.file_watch import ScriptWatcher
+from firmware.app.file_watch import FileWatcher
 from firmware.app.operations import Operations
 from firmware.config.loader import ConfigDocument, load_config
 from firmware.dsp.node import DETECTOR_KINDS
@@ -89,14 +89,14 @@ class Appliance:
             self._release()
             raise
         self._restore_histories()
-        self.watcher: ScriptWatcher | None = None
+        self.watcher: FileWatcher | None = None
         if cfg.scripts.hot_reload and self.python_handlers:
-            self.watcher = ScriptWatcher(cfg.paths.scripts_dir, self._script_changed,
+            self.watcher = FileWatcher(cfg.paths.scripts_dir, self._script_changed,
                                          debounce_s=cfg.scripts.debounce_s)
-        self.config_watcher: ScriptWatcher | None = None
+        self.config_watcher: FileWatcher | None = None
         if cfg.scripts.hot_reload and self.python_handlers and doc.path is not None:
             config_path = doc.path.resolve()
-            self.config_watcher = ScriptWatcher(
+            self.config_watcher = FileWatcher(
                 config_path.parent, self._config_changed, debounce_s=cfg.scripts.debounce_s,
                 match=lambda path: path.resolve() == config_path)
         self.config_reload: dict[str, Any] = {"reloads": 0, "last_error": None}

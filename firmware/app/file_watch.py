@@ -34,7 +34,7 @@ def is_script(path: Path) -> bool:
     return path.suffix == ".py" and not path.name.startswith(".")
 
 
-class ScriptWatcher(FileSystemEventHandler):
+class FileWatcher(FileSystemEventHandler):
     """Calls ``on_change(path)`` (in the watcher's thread) for complete, settled changes."""
 
     def __init__(self, directory: Path, on_change: Callable[[Path], None], *,

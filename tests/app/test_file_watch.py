@@ -6,7 +6,7 @@ import os
 import threading
 import time
 
-from firmware.app.file_watch import ScriptWatcher
+from firmware.app.file_watch import FileWatcher
 
 
 def watch(tmp_path):
@@ -17,7 +17,7 @@ def watch(tmp_path):
         seen.append((time.monotonic(), path.name, path.read_text()))
         changed.set()
 
-    watcher = ScriptWatcher(tmp_path, on_change, debounce_s=0.1)
+    watcher = FileWatcher(tmp_path, on_change, debounce_s=0.1)
     watcher.start()
     return watcher, seen, changed
 
