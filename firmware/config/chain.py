@@ -13,7 +13,7 @@ fusion) and compare frequencies:
   frequency-deviation trigger expecting a frequency its peak finder never searches; the
   simulator's resonance outside the search band of the graph's detectors.
 
-Each problem names the node and parameter; ``config.load_config`` locates it in the file.
+Each problem names the node and parameter; ``loader.load_config`` locates it in the file.
 Nyquist limits need the stream's sample rate and are checked when the graph is built.
 """
 

@@ -6,9 +6,9 @@ problem as ``file:line:column: key.path[3].name: message``. The returned ``Confi
 keeps the key positions so errors found later (building the graph needs the sample rate) can
 be reported at the right line too.
 
-The models live in ``config_models``, the YAML side in ``config_yaml`` (with ``config_env`` for
-``${VAR}``), the graph checks in ``config_graph`` and the wording of pydantic errors in
-``config_messages``; this module re-exports the models.
+The models live in ``models``, the YAML side in ``yaml_positions`` (with ``env`` for
+``${VAR}``), the graph checks in ``graph`` and the wording of pydantic errors in
+``messages``.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ class ConfigDocument:
         return ConfigError([f"{self.node_location(node_id)}: {p}" for p in problems])
 
     def chain_warnings(self) -> tuple[str, ...]:
-        """The signal chain's warnings (``config_chain``) for this document's config, located
+        """The signal chain's warnings (``config.chain``) for this document's config, located
         (recomputed for a changed config, e.g. ``analyze`` reading a WAV file)."""
         located = [self.locate((*GRAPH_PATH, "nodes", p.index, "parameters", *p.key), p.message)
                    for p in chain_problems(self.config.processing, self.config.acquisition)

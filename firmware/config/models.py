@@ -2,8 +2,8 @@
 
 ``Config`` is the root. Node ``parameters`` are validated against the registered node type's
 ``Params`` model (``NodeSettings.params`` holds the result) and ``GraphSettings`` checks the
-graph's shape (``config_graph``), so ``Config.model_validate`` alone rejects every invalid
-config; ``config.load_config`` adds the file positions to the messages.
+graph's shape (``config.graph``), so ``Config.model_validate`` alone rejects every invalid
+config; ``loader.load_config`` adds the file positions to the messages.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ class Config(StrictModel):
     def _nodes_match_sections(self) -> Config:
         """Node parameters that name things of other sections (a relay of ``hal.relays``,
         MQTT being enabled), and nodes whose settings make the signal chain unable to detect
-        (``config_chain``), are checked here, each error located at the parameter."""
+        (``config.chain``), are checked here, each error located at the parameter."""
         details: list[InitErrorDetails] = []
         for index, node in enumerate(self.processing.default_graph.nodes):
             cross_check = getattr(node.params, "cross_check", None)

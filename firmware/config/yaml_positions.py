@@ -9,7 +9,7 @@ turned into dicts, lists and scalars by hand, so that:
 - duplicate keys, unsupported tags, recursive aliases and unset environment variables become
   problems with a position instead of exceptions or silent surprises;
 - ``${VAR}`` / ``${VAR:-default}`` in string scalars are replaced from the environment (see
-  ``config_env``). A *plain* (unquoted) scalar that is exactly one ``${...}`` is re-read as a
+  ``config.env``). A *plain* (unquoted) scalar that is exactly one ``${...}`` is re-read as a
   YAML scalar after substitution, so ``port: ${PORT:-1883}`` is an int; quoted scalars always
   stay strings (``id: "${ID}"`` with ``ID=007`` gives ``"007"``).
 

@@ -5,7 +5,7 @@ python_config, python_timeout_ms, max_memory_mb, allowed_imports, the shared act
 parameters) plus ``capabilities``, the side effects the script is granted. The handler feeds
 the worker: trigger/clear/repeat events become ``on_trigger``/``on_clear`` calls, the latest
 results ``on_update`` calls (at most one in flight: a slow script sees fewer, newer updates
-and never delays the events), and answers the script's API requests (python_api_host.py).
+and never delays the events), and answers the script's API requests (api_host.py).
 """
 
 from __future__ import annotations

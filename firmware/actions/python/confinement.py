@@ -154,7 +154,7 @@ class Confinement:
                  scratch_root: Path | None = None, data_root: Path | None = None) -> None:
         self.uid_base = uid_base
         self.scratch_root = scratch_root or default_scratch_root()
-        #: one directory per action granted data_mb (the appliance sets it: see runtime.py)
+        #: one directory per action granted data_mb (the appliance sets it: see app/appliance.py)
         self.data_root = data_root or self.scratch_root.parent / f"pafw-data-{os.geteuid()}"
         self.switching = can_switch_user()
         caps = effective_capabilities()
