@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import Future
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -170,9 +172,9 @@ class Appliance:
             if raw == handler.raw_parameters:
                 continue
             future = self.control.call(handler.reconfigure(node.params, raw))
-            future.add_done_callback(lambda f, h=handler: self._reconfigured(h, f))
+            future.add_done_callback(partial(self._reconfigured, handler))
 
-    def _reconfigured(self, handler: PythonAction, future: Any) -> None:
+    def _reconfigured(self, handler: PythonAction, future: Future[list[str]]) -> None:
         error = future.exception()
         if error is not None:
             self.config_reload["last_error"] = f"{handler.node_id}: {error}"
@@ -189,7 +191,8 @@ class Appliance:
         nodes = self.analyzer.graph.get_status()["nodes"]
         if node_id not in nodes:
             raise ValueError(f"no node {node_id!r} in the graph (nodes: {', '.join(nodes)})")
-        return nodes[node_id]
+        statistics: dict[str, Any] = nodes[node_id]
+        return statistics
 
     def fault(self) -> str | None:
         """The appliance's fault (the DSP loop stopped on an error), or None."""

@@ -237,7 +237,8 @@ def spectrum(node: Any, appliance: Appliance) -> dict[str, Any] | None:
     result = appliance.analyzer.state.get(node.node_id)
     with_db = [None if a <= 0 else round(20.0 * math.log10(a), 3)
                for a in snap.amplitudes.tolist()]
-    peak = {"detected": False, "frequency_hz": None, "amplitude": None, "amplitude_db": None}
+    peak: dict[str, bool | float | None] = {"detected": False, "frequency_hz": None,
+                                            "amplitude": None, "amplitude_db": None}
     if result is not None:
         peak = {"detected": result.detected, "frequency_hz": _finite(result.frequency_hz),
                 "amplitude": _finite(result.amplitude, 9),
