@@ -2,12 +2,14 @@
 node type's ``Params``), its connections (checked to be a forest hanging from ``input`` nodes,
 ``config.graph``) and the default graph of the packaged config.
 
-Importing this module imports both node packages, which registers every node type.
+Every node type is known the first time a node is validated: ``node_types`` imports both
+node packages then (not at import time, so `pafw status`, which reads only ``paths``, does
+not load numba and scipy).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import (
     Field,
@@ -19,11 +21,21 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-import firmware.actions.nodes
-import firmware.dsp.nodes  # noqa: F401  (registers the processing node types)
 from firmware.config.graph import did_you_mean, graph_problems, topological_order, upstream_chain
-from firmware.dsp.registry import node_types
+from firmware.dsp import registry
 from firmware.strict_model import StrictModel
+
+if TYPE_CHECKING:
+    from firmware.dsp.node import Node
+
+
+def node_types() -> dict[str, type[Node]]:
+    """Every node type a config may name, by name (registering them on first use)."""
+    # importing the node packages registers their types (a no-op after the first call)
+    import firmware.actions.nodes
+    import firmware.dsp.nodes  # noqa: F401
+
+    return registry.node_types()
 
 
 class NodeSettings(StrictModel):
