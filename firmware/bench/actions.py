@@ -18,7 +18,6 @@ import os
 import pwd
 import shutil
 import socket
-import statistics
 import subprocess
 import tempfile
 import threading
@@ -36,7 +35,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from firmware import __version__
 from firmware.actions.mqtt.link import MqttLink
 from firmware.app.appliance import Appliance
-from firmware.bench.graph import simulated_frames
+from firmware.bench.graph import realtime_factors, simulated_frames
 from firmware.config.loader import ConfigDocument, default_config_text, load_config
 from firmware.errors import PafwError
 
@@ -201,9 +200,8 @@ def measure_dsp_overhead(port: int, workdir: Path, hook_url: str, frames: int,
     finally:
         with_actions.stop()
         without.stop()
-    audio_s = len(data) * data[0].frame_size / data[0].sample_rate
-    rt_with = audio_s / statistics.median(times["with"])
-    rt_without = audio_s / statistics.median(times["without"])
+    factors = realtime_factors(data, times)
+    rt_with, rt_without = factors["with"], factors["without"]
     return {"frames": len(data), "rounds": rounds,
             "realtime_factor_with_actions": round(rt_with, 1),
             "realtime_factor_without_actions": round(rt_without, 1),

@@ -69,6 +69,12 @@ class ReferencePipeline:
         return frequency, amplitude, float(np.polyval(self.coefficients, amplitude))
 
 
+def realtime_factors(frames: list[Frame], seconds: dict[str, list[float]]) -> dict[str, float]:
+    """Audio seconds per wall second of each variant, from its median time over ``frames``."""
+    audio_s = len(frames) * frames[0].frame_size / frames[0].sample_rate
+    return {name: audio_s / statistics.median(times) for name, times in seconds.items()}
+
+
 def simulated_frames(doc: ConfigDocument, count: int) -> list[Frame]:
     """``count`` frames from the configured simulator, copied out of its reused buffer."""
     analyzer = Analyzer(doc, realtime=False)

@@ -13,7 +13,6 @@ In one run, on the simulator:
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ import yaml
 
 from firmware.actions.python.action_node import PythonAction
 from firmware.app.appliance import Appliance
-from firmware.bench.graph import simulated_frames
+from firmware.bench.graph import realtime_factors, simulated_frames
 from firmware.config.loader import ConfigDocument, default_config_text, load_config
 
 BENCH_SCRIPT = '''
@@ -133,9 +132,8 @@ def measure_dsp(workdir: Path, frames: int, rounds: int) -> dict[str, Any]:
     finally:
         with_py.stop()
         without.stop()
-    audio_s = len(data) * data[0].frame_size / data[0].sample_rate
-    rt_with = audio_s / statistics.median(times["with"])
-    rt_without = audio_s / statistics.median(times["without"])
+    factors = realtime_factors(data, times)
+    rt_with, rt_without = factors["with"], factors["without"]
     return {"frames": len(data), "rounds": rounds, "python_actions": 4,
             "workers_running": running,
             "realtime_factor_with": round(rt_with, 1),
