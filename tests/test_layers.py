@@ -93,8 +93,6 @@ def test_a_module_imports_only_its_layer_and_those_below(path: Path) -> None:
         target = layer_of(name)
         if target in LAYERS[layer]:
             continue
-        if layer == "config" and is_settings_leaf(name):
-            continue
         wrong.append(f"{path.name}:{line} imports {name} ({layer} may import "
                      f"{', '.join(sorted(LAYERS[layer]))})")
     assert not wrong, "\n".join(wrong)

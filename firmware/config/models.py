@@ -22,10 +22,10 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from firmware.actions.mqtt.settings import MqttSettings
 from firmware.config.chain import chain_problems
 from firmware.config.processing import NodeSettings, ProcessingSettings
+from firmware.config.web import WebSettings
 from firmware.dsp.sources.settings import AcquisitionSettings
 from firmware.hal.settings import HalSettings
 from firmware.strict_model import StrictModel
-from firmware.web.settings import WebSettings
 
 
 class DeviceSettings(StrictModel):

@@ -9,8 +9,8 @@ if TYPE_CHECKING:
     from firmware.app.appliance import Appliance
     from firmware.app.operations import Operations
     from firmware.app.trend import TrendRecorder
+    from firmware.config.web import WebSettings
     from firmware.web.http import Response
-    from firmware.web.settings import WebSettings
 
 
 class ApiContext(Protocol):

@@ -25,6 +25,7 @@ from firmware.app.operations import Operations
 from firmware.app.rates import RateSampler
 from firmware.app.trend import TrendRecorder
 from firmware.app.trend_store import SAVE_INTERVAL_S, TrendStore
+from firmware.config.web import WebSettings
 from firmware.web import views
 from firmware.web.api import ROUTES, Route
 from firmware.web.auth import AccessPolicy
@@ -39,7 +40,6 @@ from firmware.web.http import (
 )
 from firmware.web.openapi import openapi_document
 from firmware.web.process_stats import ProcessSampler
-from firmware.web.settings import WebSettings
 from firmware.web.static_files import StaticFiles
 from firmware.web.stream import KEEPALIVE, StreamHub, sse_frame
 

@@ -1,4 +1,9 @@
-"""``web:``: the HTTP API and dashboard served by `pafw run`."""
+"""``web:``: the HTTP API and dashboard served by `pafw run`.
+
+The one section the config package owns itself: web/ is a view of the running appliance and
+sits above app/ and config/, so its settings live here, where the root model composes them
+without an import running back up the layers.
+"""
 
 from __future__ import annotations
 
