@@ -22,9 +22,9 @@ from firmware.actions.event_log import ActionEventLog
 from firmware.actions.event_store import EventStore, events_path
 from firmware.actions.feed import ResultFeed
 from firmware.actions.history import HistoryEntry
-from firmware.actions.mqtt.action_node import MqttActionParams, alarm_state_name
 from firmware.actions.mqtt.discovery import DiscoveryEntities
 from firmware.actions.mqtt.link import MqttLink
+from firmware.actions.nodes.mqtt_action import MqttActionParams, alarm_state_name
 from firmware.actions.python.action_node import PythonAction, PythonActionNode
 from firmware.actions.python.confinement import Confinement
 from firmware.actions.python.sandbox import can_switch_user
