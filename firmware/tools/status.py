@@ -88,13 +88,18 @@ def summarize(snapshot: dict[str, Any]) -> tuple[bool, str]:
     actions = (snapshot.get("control") or {}).get("actions") or {}
     for action_id, action in actions.items():
         worker = action.get("worker") or {}
-        state_text = f" [{worker['state']}]" if worker.get("state") else ""
+        states = [str(action["state"])] if action.get("state") else []
+        if worker.get("state"):
+            states.append(f"worker {worker['state']}")
+        state_text = f" [{', '.join(states)}]" if states else ""
         if action.get("enabled") is False:
             state_text += " [DISABLED by an operator]"
         lines.append(f"  action {action_id} ({action.get('type')}){state_text}: "
                      f"{_count(action.get('triggers'))} triggers, "
                      f"{_count(action.get('successes'))} ok, "
-                     f"{_count(action.get('failures'))} failed")
+                     f"{_count(action.get('failures'))} failed"
+                     + "".join(f"; {name} {state}"
+                               for name, state in (action.get("outputs") or {}).items()))
         process = worker.get("worker") or {}
         if process.get("protections"):
             lines.append(f"    protections: {process['protections']}")

@@ -153,6 +153,25 @@ def test_pafw_status_names_a_dead_appliance_and_a_fault():
     assert "2 messages kept in the outbox" in text and "None" not in text
 
 
+def test_pafw_status_shows_each_actions_state_and_outputs():
+    """The action lines come from each action's own status (state, outputs, worker)."""
+    from firmware.tools.status import summarize
+
+    snapshot = {"version": "1", "pid": os.getpid(), "written_at": time.time(),
+                "state": "running", "uptime_s": 1.0, "frames": 5, "control": {"actions": {
+                    "alarm_relay": {"type": "relay_action", "state": "active",
+                                    "outputs": {"relay:alarm": "on"}, "triggers": 1,
+                                    "successes": 1, "failures": 0},
+                    "py": {"type": "python_action", "state": "failed", "outputs": {},
+                           "enabled": False, "triggers": 3, "successes": 0, "failures": 3,
+                           "worker": {"state": "failed"}}}}}
+    _, text = summarize(snapshot)
+    assert ("action alarm_relay (relay_action) [active]: 1 triggers, 1 ok, 0 failed; "
+            "relay:alarm on") in text
+    assert ("action py (python_action) [failed, worker failed] [DISABLED by an operator]: "
+            "3 triggers, 0 ok, 3 failed") in text
+
+
 def test_pafw_status_without_an_appliance(state_env, tmp_path):
     out = pafw("status", env=state_env)
     assert out.returncode == 1 and "no status snapshot" in out.stderr
