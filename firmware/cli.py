@@ -11,10 +11,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from firmware import __version__
 from firmware.errors import ConfigError, PafwError
+
+if TYPE_CHECKING:  # imported lazily at run time, for start-up time
+    from firmware.config.loader import ConfigDocument
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 
@@ -116,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(path: Path | None):  # noqa: ANN202 - ConfigDocument, imported lazily for start-up time
+def _load(path: Path | None) -> ConfigDocument:
     from firmware.config.loader import load_config
 
     return load_config(path)

@@ -206,6 +206,7 @@ class _Rule:
         self.settings, self.name, self.node = s, s.name or "", s.node
         self.cooldown_s, self.repeat_s = s.cooldown_s, s.repeat_s
         self.fired = self.cleared = self.repeats = self.suppressed = 0
+        self.trigger_type: str  # a threshold's kind, or "frequency_deviation"
         if isinstance(s, ThresholdTrigger):
             self.trigger_type, self.threshold, self.hysteresis = s.kind, s.threshold, s.hysteresis
             self.deviation, self.expected, self.strict = False, 0.0, False

@@ -111,7 +111,13 @@ def _config(port: int, state_dir: Path, hook_url: str, *, actions: bool,
 def _subscriber(port: int, topic: str, on_message: Any) -> paho.Client:
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-sub-{os.getpid()}")
     connected = threading.Event()
-    client.on_connect = lambda c, *_a: (c.subscribe(topic, qos=1), connected.set())
+
+    def on_connect(c: paho.Client, _userdata: Any, _flags: Any, _reason: Any,
+                   _properties: Any) -> None:
+        c.subscribe(topic, qos=1)
+        connected.set()
+
+    client.on_connect = on_connect
     client.on_message = on_message
     client.connect(HOST, port)
     client.loop_start()

@@ -113,6 +113,7 @@ class Config(StrictModel):
         MQTT being enabled), and nodes whose settings make the signal chain unable to detect
         (``config.chain``), are checked here, each error located at the parameter."""
         details: list[InitErrorDetails] = []
+        loc: tuple[str | int, ...]
         for index, node in enumerate(self.processing.default_graph.nodes):
             cross_check = getattr(node.params, "cross_check", None)
             if cross_check is None:

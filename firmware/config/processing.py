@@ -9,6 +9,7 @@ not load numba and scipy).
 
 from __future__ import annotations
 
+import builtins  # NodeSettings has a field named ``type``
 from typing import TYPE_CHECKING, Any
 
 from pydantic import (
@@ -86,7 +87,7 @@ class NodeSettings(StrictModel):
         return self._params
 
     @classmethod
-    def config_submodel(cls, key: str, data: Any) -> type[StrictModel] | None:
+    def config_submodel(cls, key: str, data: Any) -> builtins.type[StrictModel] | None:
         """The model that validates ``data[key]`` when it is not the field's own annotation."""
         if key == "parameters" and isinstance(data, dict) and isinstance(data.get("type"), str):
             node_cls = node_types().get(data["type"])

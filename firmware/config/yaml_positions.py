@@ -228,7 +228,9 @@ class _Builder:
 
     def reread(self, text: str) -> Any:
         """The substituted text of a plain scalar, typed as YAML would type it."""
-        tag = self.loader.resolve(ScalarNode, text, (True, False))
+        # types-PyYAML leaves BaseResolver.resolve unannotated; it returns the tag (str)
+        tag: str = self.loader.resolve(  # type: ignore[no-untyped-call]
+            ScalarNode, text, (True, False))
         if tag == _STR_TAG:
             return text
         try:

@@ -9,7 +9,7 @@ percent of Nyquist is numerically hopeless as a single transfer function but fin
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Literal, TypeGuard
 
 import numpy as np
 import scipy.signal
@@ -17,16 +17,24 @@ import scipy.signal
 from firmware.dsp import kernels
 from firmware.errors import DspError
 
+#: scipy's names of the filter families (``ftype``)
+Ftype = Literal["butter", "cheby1", "cheby2", "ellip", "bessel"]
+Band = Literal["bandpass", "bandstop", "lowpass", "highpass"]
+
 #: family name (as configured) -> scipy's ``ftype``
-FAMILIES: dict[str, str] = {
+FAMILIES: dict[str, Ftype] = {
     "butterworth": "butter",
     "chebyshev1": "cheby1",
     "chebyshev2": "cheby2",
     "elliptic": "ellip",
     "bessel": "bessel",
 }
-BANDS: tuple[str, ...] = ("bandpass", "bandstop", "lowpass", "highpass")
+BANDS: tuple[Band, ...] = ("bandpass", "bandstop", "lowpass", "highpass")
 MAX_ORDER = 12
+
+
+def _is_band(band: str) -> TypeGuard[Band]:
+    return band in BANDS
 
 
 def _check_edge(name: str, value: float | None, band: str, nyquist: float) -> float:
@@ -67,7 +75,7 @@ def design_sos(
         raise DspError(
             f"family={family!r} is not a filter family; expected one of {list(FAMILIES)}"
         )
-    if band not in BANDS:
+    if not _is_band(band):
         raise DspError(f"band={band!r} is not a band type; expected one of {list(BANDS)}")
     if isinstance(order, bool) or not isinstance(order, int | np.integer):
         raise DspError(f"order={order!r} must be an integer from 1 to {MAX_ORDER}")
@@ -98,11 +106,12 @@ def design_sos(
         edges = _check_edge("cutoff_hz", cutoff_hz, band, nyquist)
 
     ftype = FAMILIES[family]
-    kwargs: dict[str, Any] = {}
+    rp: float | None = None  # scipy's defaults: no ripple / attenuation given
+    rs: float | None = None
     if ftype in ("cheby1", "ellip"):
         if not math.isfinite(ripple_db) or ripple_db <= 0:
             raise DspError(f"ripple_db={ripple_db!r} must be a positive number of dB for {family}")
-        kwargs["rp"] = float(ripple_db)
+        rp = float(ripple_db)
     if ftype in ("cheby2", "ellip"):
         if not math.isfinite(attenuation_db) or attenuation_db <= 0:
             raise DspError(
@@ -113,12 +122,12 @@ def design_sos(
                 f"attenuation_db={attenuation_db:g} must exceed ripple_db={ripple_db:g} "
                 "for an elliptic filter"
             )
-        kwargs["rs"] = float(attenuation_db)
+        rs = float(attenuation_db)
 
     try:
         sos = scipy.signal.iirfilter(
-            int(order), edges, btype=band, ftype=ftype, output="sos", fs=float(sample_rate),
-            **kwargs,
+            int(order), edges, rp=rp, rs=rs, btype=band, ftype=ftype, output="sos",
+            fs=float(sample_rate),
         )
     except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
         raise DspError(

@@ -112,6 +112,7 @@ class ProcessingGraph:
         for i, node, parent in self._steps:
             t0 = clock()
             signal = outputs[parent] if parent >= 0 else frame.samples
+            assert signal is not None  # steps run in topological order: parents ran first
             outputs[i] = node.process(signal, frame)
             timings[i].record(clock() - t0)
         self.last_frame_ns = clock() - start

@@ -36,7 +36,8 @@ def use_cache_dir(directory: Path) -> int:
     is written changes.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    numba.config.CACHE_DIR = str(directory)
+    # numba.config defines its options at import time through globals(): invisible to typing
+    numba.config.CACHE_DIR = str(directory)  # type: ignore[attr-defined]
     kernels = firmware_kernels()
     for dispatcher in kernels:
         dispatcher.enable_caching()

@@ -364,7 +364,7 @@ def jacobsen_offset(spectrum: np.ndarray, k: int, candan_factor: float) -> float
     denominator = 2.0 * x0 - xm - xp
     if denominator == 0:
         return 0.0
-    return candan_factor * ((xm - xp) / denominator).real
+    return candan_factor * float(((xm - xp) / denominator).real)
 
 
 @_JIT
@@ -372,9 +372,9 @@ def interpolate_table(xs: np.ndarray, ys: np.ndarray, value: float) -> float:
     """Linear interpolation of ``ys`` at ``value`` on the increasing grid ``xs`` (clamped)."""
     n = xs.shape[0]
     if value <= xs[0]:
-        return ys[0]
+        return float(ys[0])
     if value >= xs[n - 1]:
-        return ys[n - 1]
+        return float(ys[n - 1])
     lo = 0
     hi = n - 1
     while hi - lo > 1:
@@ -384,7 +384,7 @@ def interpolate_table(xs: np.ndarray, ys: np.ndarray, value: float) -> float:
         else:
             hi = mid
     t = (value - xs[lo]) / (xs[hi] - xs[lo])
-    return ys[lo] + t * (ys[hi] - ys[lo])
+    return float(ys[lo] + t * (ys[hi] - ys[lo]))
 
 
 @_JIT
@@ -411,7 +411,7 @@ def median_excluding(
     for k in range(1, m // 2):
         if scratch[k] > lower:
             lower = scratch[k]
-    return 0.5 * (lower + upper)
+    return 0.5 * (float(lower) + upper)
 
 
 @_JIT
@@ -439,8 +439,8 @@ def _select(a: np.ndarray, m: int, k: int) -> float:
         elif k >= i:
             left = i
         else:
-            return a[k]
-    return a[k]
+            return float(a[k])
+    return float(a[k])
 
 
 # --------------------------------------------------------------------------- lock-in

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import scipy.signal
@@ -44,8 +45,9 @@ import scipy.signal
 from firmware.dsp import kernels
 from firmware.errors import DspError
 
+ScipyWindow = Literal["hann", "blackmanharris", "flattop", "boxcar"]
 #: window name -> (scipy window name, main-lobe half-width in bins)
-WINDOWS: dict[str, tuple[str, int]] = {
+WINDOWS: dict[str, tuple[ScipyWindow, int]] = {
     "hann": ("hann", 2),
     "blackmanharris": ("blackmanharris", 4),
     "flattop": ("flattop", 5),

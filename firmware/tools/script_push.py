@@ -83,8 +83,10 @@ class PushTarget:
         try:
             snapshot = json.loads(done.stdout)
         except ValueError:
+            snapshot = None
+        if not isinstance(snapshot, dict):  # not JSON, or not the status object
             raise PafwError(f"{self.host}: cannot read the appliance's status: "
-                            f"{(done.stderr or done.stdout).strip()}") from None
+                            f"{(done.stderr or done.stdout).strip()}")
         if done.returncode != 0:
             raise PafwError(f"{self.host}: the appliance is not running "
                             f"(state {snapshot.get('state')!r})")

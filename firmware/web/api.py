@@ -182,7 +182,8 @@ async def get_trend(server: ApiContext, request: Request) -> Response:
     points = _int_query(request, "points", 600, 10, MAX_TREND_POINTS)
     if wanted is None:
         concentration = [n for n, t in trends.items() if t.field == "concentration_ppm"]
-        wanted = (concentration or list(trends) or [None])[0]
+        candidates = concentration or list(trends)
+        wanted = candidates[0] if candidates else None
     if wanted is None or wanted not in trends:
         computing = server.appliance.analyzer.graph.computing_node_ids()
         if wanted is not None and wanted not in computing:

@@ -37,9 +37,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from firmware.errors import ActionError
+
+_T = TypeVar("_T")
 
 
 class OutboxError(ActionError, OSError):
@@ -122,7 +124,7 @@ class Outbox:
         row = self._conn().execute(sql, args).fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
-    def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+    def _write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run ``fn`` in one IMMEDIATE transaction under the lock; errors become OutboxError."""
         with self._lock:
             db = self._conn()
@@ -163,11 +165,11 @@ class Outbox:
 
     def next_seq(self) -> int:
         """Allocate the next per-device sequence number (1, 2, ...; persisted, never reused)."""
-        return int(self._write(lambda db: self._bump(db, "seq")))
+        return self._write(lambda db: self._bump(db, "seq"))
 
     def add(self, topic: str, payload: bytes, *, qos: int, retain: bool) -> int:
         """Store a message and return its row id; drops (and counts) the oldest when full."""
-        return int(self._write(lambda db: self._insert(db, topic, payload, qos, retain)))
+        return self._write(lambda db: self._insert(db, topic, payload, qos, retain))
 
     def add_sequenced(self, topic: str, make_payload: Callable[[int], bytes], *, qos: int,
                       retain: bool) -> tuple[int, int]:
@@ -181,7 +183,7 @@ class Outbox:
             seq = self._bump(db, "seq")
             return seq, self._insert(db, topic, make_payload(seq), qos, retain)
 
-        return tuple(self._write(txn))  # type: ignore[return-value]
+        return self._write(txn)
 
     def pending(self, limit: int, *, after: int = 0) -> list[OutboxMessage]:
         """Up to ``limit`` stored messages with row id > ``after``, oldest first."""
@@ -201,7 +203,7 @@ class Outbox:
             self._count -= int(gone)
             return gone
 
-        return bool(self._write(txn))
+        return self._write(txn)
 
     def __len__(self) -> int:
         return self._count

@@ -11,14 +11,18 @@ from firmware.actions.triggers import TriggerEvent
 from firmware.actions.webhook import WebhookClient, WebhookSettings
 from firmware.dsp.registry import register
 
+EventKind = Literal["trigger", "clear", "repeat"]
+
+
+def _default_events() -> list[EventKind]:
+    return ["trigger", "clear"]
+
 
 class HttpActionParams(ActionParams):
     """``webhook``: where and how to post; ``events``: which event kinds are sent."""
 
     webhook: WebhookSettings
-    events: list[Literal["trigger", "clear", "repeat"]] = Field(
-        default_factory=lambda: ["trigger", "clear"], min_length=1
-    )
+    events: list[EventKind] = Field(default_factory=_default_events, min_length=1)
 
 
 class HttpAction(ActionHandler):

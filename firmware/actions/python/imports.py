@@ -40,6 +40,7 @@ import ast
 import builtins
 import sys
 from collections.abc import Callable, Iterable
+from types import FrameType
 from typing import Any, NamedTuple
 
 ALWAYS_ALLOWED = frozenset({
@@ -232,7 +233,7 @@ def guarded_builtins(policy: ImportPolicy, filename: str) -> dict[str, Any]:
 
 def _script_location(filename: str) -> str:
     """``file:line`` of the innermost script frame on the stack (the importing line)."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         if frame.f_code.co_filename == filename:
             return f"{filename}:{frame.f_lineno}"

@@ -207,7 +207,7 @@ def pack(message: dict[str, Any], max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     """One frame (header + body) for ``message``; ProtocolError/FrameTooLargeError if impossible."""
     try:
         check_json_like(message, "message")
-        body = msgpack.packb(message, use_bin_type=True)
+        body: bytes = msgpack.packb(message, use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as exc:
         raise ProtocolError(f"cannot send a {message.get('t')!r} message: {exc}") from None
     if len(body) > max_frame_bytes:

@@ -149,9 +149,10 @@ def _call(name: str, *args: int) -> str | None:
 def apply_rlimits(max_memory_mb: int, *, nproc: int | None,
                   fsize_mb: int = DEFAULT_SCRATCH_MB) -> dict[str, Any]:
     """Set AS, CORE, NOFILE, FSIZE (and NPROC when given); report what is in force."""
-    limits = {"as_mb": max_memory_mb + AS_HEADROOM_MB, "core": 0, "nofile": NOFILE_LIMIT,
-              "fsize_mb": fsize_mb}
-    resource.setrlimit(resource.RLIMIT_AS, (limits["as_mb"] * MIB,) * 2)
+    as_mb = max_memory_mb + AS_HEADROOM_MB
+    limits: dict[str, int | None] = {"as_mb": as_mb, "core": 0, "nofile": NOFILE_LIMIT,
+                                     "fsize_mb": fsize_mb}
+    resource.setrlimit(resource.RLIMIT_AS, (as_mb * MIB,) * 2)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_FSIZE, (fsize_mb * MIB,) * 2)
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -346,7 +347,7 @@ def install_name_table(resolved: dict[str, list[str]]) -> None:
                             flags | socket.AI_NUMERICHOST))
         return out
 
-    socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]
+    socket.getaddrinfo = getaddrinfo
 
 
 def _is_address(text: str) -> bool:

@@ -96,19 +96,19 @@ class PhotoacousticAPI:
     # ------------------------------------------------------------ measurement data
     def get_concentration_data(self, node_id: str) -> float | None:
         """Latest concentration (ppm) of a computing node, or None if unknown."""
-        return self._request("get_concentration_data", (_node(node_id),), {})
+        return _optional_float(self._request("get_concentration_data", (_node(node_id),), {}))
 
     def get_peak_frequency(self, node_id: str) -> float | None:
         """Latest detected peak frequency (Hz) of a computing node, or None."""
-        return self._request("get_peak_frequency", (_node(node_id),), {})
+        return _optional_float(self._request("get_peak_frequency", (_node(node_id),), {}))
 
     def get_peak_amplitude(self, node_id: str) -> float | None:
         """Latest peak amplitude (input units) of a computing node, or None."""
-        return self._request("get_peak_amplitude", (_node(node_id),), {})
+        return _optional_float(self._request("get_peak_amplitude", (_node(node_id),), {}))
 
     def get_node_statistics(self, node_id: str) -> dict[str, Any]:
         """Performance statistics and latest result of a node, as a dict."""
-        return self._request("get_node_statistics", (_node(node_id),), {})
+        return dict(self._request("get_node_statistics", (_node(node_id),), {}))
 
     def get_history_count(self) -> int:
         """Number of entries in this action's history buffer."""
@@ -226,3 +226,8 @@ def _node(node_id: str) -> str:
     if not isinstance(node_id, str):
         raise TypeError(f"node_id must be a str, got {type(node_id).__name__}")
     return node_id
+
+
+def _optional_float(value: Any) -> float | None:
+    """A result value from the appliance: a number, or None while it is unknown."""
+    return None if value is None else float(value)

@@ -306,7 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     fd, max_frame = _parse(sys.argv[1:] if argv is None else argv)
     parent = os.getppid()
     # on SIGUSR1 (a call past its deadline) the host gets the stack on fd 2 before the kill
-    faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
+    # (the host always gives the worker a stderr; None only when fd 2 was closed at start)
+    if sys.__stderr__ is not None:
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
     # a write past RLIMIT_FSIZE fails with EFBIG (an OSError the script sees) instead of
     # killing the worker
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

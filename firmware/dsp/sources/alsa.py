@@ -41,7 +41,9 @@ def _import_alsaaudio() -> ModuleType:
             "the ALSA source needs pyalsaaudio, which is not installed; install the 'alsa' "
             "extra: pip install 'pafw[alsa]' (and the libasound2-dev system package)"
         ) from None
-    return alsaaudio
+    # a C extension without type information (Any to the type checker): used as a module
+    module: ModuleType = alsaaudio
+    return module
 
 
 class AlsaSource(AudioSource):

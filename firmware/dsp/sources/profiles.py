@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import TypeAdapter, ValidationError
@@ -81,12 +82,14 @@ class ConcentrationProfile:
         cycles, local = self._wrap(t)
         total = cycles * float(self._cum[-1])
         if local <= times[0]:
-            return total + (local - times[0]) * float(self.values[0])
+            return total + (local - float(times[0])) * float(self.values[0])
         if local >= times[-1]:
-            return total + float(self._cum[-1]) + (local - times[-1]) * float(self.values[-1])
+            return (total + float(self._cum[-1])
+                    + (local - float(times[-1])) * float(self.values[-1]))
         i = int(np.searchsorted(times, local, side="right")) - 1
         v_here = self._local_value(local)
-        return total + float(self._cum[i]) + (local - times[i]) * (self.values[i] + v_here) / 2.0
+        v_knot = float(self.values[i])
+        return total + float(self._cum[i]) + (local - float(times[i])) * (v_knot + v_here) / 2.0
 
     def _segment(self, t: float, *, end: bool) -> tuple[float, float, int]:
         """(cycles, local time, segment index) of ``t``; -1 / len-1 are the hold regions.
@@ -98,7 +101,7 @@ class ConcentrationProfile:
         cycles, local = self._wrap(t)
         if end and self.repeat and cycles > 0 and local == times[0]:
             cycles, local = cycles - 1.0, local + self.period
-        side = "left" if end else "right"
+        side: Literal["left", "right"] = "left" if end else "right"
         return cycles, local, int(np.searchsorted(times, local, side=side)) - 1
 
     def _value_in(self, seg: int, local: float) -> float:

@@ -74,7 +74,7 @@ def _kellet(ps: np.ndarray, ch: int, w: float) -> float:
     ps[ch, 5] = -0.7616 * ps[ch, 5] - w * 0.0168980
     p = ps[ch, 0] + ps[ch, 1] + ps[ch, 2] + ps[ch, 3] + ps[ch, 4] + ps[ch, 5] + ps[ch, 6]
     ps[ch, 6] = w * 0.115926
-    return p + w * 0.5362
+    return float(p + w * 0.5362)
 
 
 @njit(cache=True, nogil=True)

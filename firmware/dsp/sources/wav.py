@@ -8,6 +8,7 @@ recorder killed mid-file leaves a readable file.
 
 from __future__ import annotations
 
+import io
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,10 +146,11 @@ class _Decoder:
             self.view = self.raw.view(_DTYPE[fmt])
         self.scale = _SCALE[fmt]
 
-    def read_into(self, fh: BinaryIO, nframes: int, out: np.ndarray, col0: int, dup: bool) -> int:
+    def read_into(self, fh: io.BufferedIOBase, nframes: int, out: np.ndarray, col0: int,
+                  dup: bool) -> int:
         """Read up to ``nframes`` frames from ``fh`` into ``out[:, col0:]``; returns frames."""
         ba = self.info.block_align
-        got = fh.readinto(memoryview(self.raw)[: nframes * ba]) // ba  # type: ignore[attr-defined]
+        got = fh.readinto(self.raw.data[: nframes * ba]) // ba
         if self.info.sample_format == "int24":
             _int24_to_int32(self.raw, got * self.info.channels, self.view)
         deinterleave_scaled(self.view, got, self.info.channels, self.scale, out, col0, dup)
@@ -158,14 +160,14 @@ class _Decoder:
 def read_wav(path: str | Path) -> tuple[np.ndarray, WavInfo]:
     """Whole file as ``(channels, frames)`` float64 (not for the hot path)."""
     info = read_wav_info(path)
-    out = np.zeros((max(info.channels, 2), info.frames), dtype=np.float64)
+    out: np.ndarray = np.zeros((max(info.channels, 2), info.frames), dtype=np.float64)
     dec = _Decoder(info, max(info.frames, 1))
     with open(info.path, "rb") as fh:
         fh.seek(info.data_offset)
         if info.channels <= 2:
             dec.read_into(fh, info.frames, out, 0, False)
         else:
-            fh.readinto(memoryview(dec.raw))  # type: ignore[attr-defined]
+            fh.readinto(dec.raw.data)
             if info.sample_format == "int24":
                 _int24_to_int32(dec.raw, info.frames * info.channels, dec.view)
             out = dec.view.reshape(info.frames, info.channels).T * dec.scale
@@ -310,7 +312,7 @@ class WavSource(AudioSource):
         super().__init__(sample_rate=sample_rate, frame_size=frame_size, realtime=realtime)
         self.settings = settings
         self.info: WavInfo | None = None
-        self._fh: BinaryIO | None = None
+        self._fh: io.BufferedIOBase | None = None
         self._decoder: _Decoder | None = None
         self._remaining = 0
         self.loops = 0
