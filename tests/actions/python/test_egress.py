@@ -119,9 +119,13 @@ else:
 """
 
 
+#: an interpreter any uid can run (a venv under a private home directory may not be)
+PYTHON = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
+
+
 def connect_as(uid: int, port: int) -> str:
     """Connect to a loopback port from a process running as ``uid``; what happened."""
-    out = subprocess.run([sys.executable, "-I", "-c", CONNECT, str(port)], cwd="/",
+    out = subprocess.run([PYTHON, "-I", "-c", CONNECT, str(port)], cwd="/",
                          user=uid, group=uid, extra_groups=[], capture_output=True, text=True,
                          timeout=60, check=True)
     return out.stdout.strip()
