@@ -111,10 +111,13 @@ class ControlLoop:
         self._thread = None
 
     async def _stop_all(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout / 2
-        for lane in self._lanes:
-            while not lane.events.empty() and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
+        # every queued event runs to its outcome (the last one too: not only picked up)
+        drained = asyncio.gather(*(lane.events.join() for lane in self._lanes))
+        try:
+            await asyncio.wait_for(drained, timeout=timeout / 2)
+        except TimeoutError:
+            log.warning("control loop stop: actions still busy after %.1f s, cancelled",
+                        timeout / 2)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -158,7 +161,10 @@ class ControlLoop:
     async def _act(self, lane: _Lane) -> None:
         while True:
             event = await lane.events.get()
-            await lane.handler.run_event(event)
+            try:
+                await lane.handler.run_event(event)
+            finally:
+                lane.events.task_done()  # a stop waits for the event's outcome, not its pickup
 
     async def _tick(self) -> None:
         next_tick = time.monotonic()

@@ -63,7 +63,8 @@ class ActionEventLog:
             try:
                 entry = ActionLogEntry(int(raw["seq"]), str(raw["id"]), str(raw["kind"]),
                                        float(raw["timestamp"]), dict(raw.get("data") or {}))
-            except (KeyError, TypeError, ValueError):
+                iso_utc(entry.timestamp)  # a time no reader could show ("nan", 1e20)
+            except (KeyError, TypeError, ValueError, OverflowError, OSError):
                 continue
             if entry.seq > self._seq:  # a file edited by hand must not reorder the log
                 self._entries.append(entry)

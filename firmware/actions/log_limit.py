@@ -14,8 +14,10 @@ import logging
 import time
 
 MAX_LOG_CHARS = 2000
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)} | {
-    0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
+#: C0 and C1 controls and DEL as \xNN, the line and paragraph separators as \uNNNN (all
+#: of them end a line for some reader: a terminal, ``str.splitlines``, a log viewer)
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))} | {
+    0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
 def printable(text: str, limit: int = MAX_LOG_CHARS) -> str:

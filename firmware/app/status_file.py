@@ -43,7 +43,10 @@ def read_snapshot(path: Path) -> dict[str, Any] | None:
 
 
 def process_alive(pid: int) -> bool:
-    """True if a process with ``pid`` exists (permission errors count as alive)."""
+    """True if a process with ``pid`` exists (permission errors count as alive); a pid of 0
+    or below names a process group or every process, never one appliance."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

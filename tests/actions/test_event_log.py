@@ -13,8 +13,6 @@ import json
 import threading
 from pathlib import Path
 
-import pytest
-
 from firmware.actions.event_log import ActionEventLog, ActionLogEntry
 from firmware.actions.event_store import EventStore
 
@@ -157,10 +155,6 @@ def test_restoring_skips_broken_entries_and_never_reorders(tmp_path: Path) -> No
     assert log.restored == 3 and log.record("relay", "clear", {}).seq == 7
 
 
-@pytest.mark.xfail(strict=True, reason="bug: _restore accepts a timestamp that float() takes "
-                   "but iso_utc cannot render (\"nan\", 1e20) from a hand-edited or damaged "
-                   "events file; every later to_dict() of that entry raises, which breaks "
-                   "whoever lists the events (the dashboard, GET /api/v1/events)")
 def test_a_restored_entry_with_an_impossible_time_is_skipped(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     write_lines(path, [

@@ -81,14 +81,11 @@ def test_printable_escapes_what_it_keeps_after_the_cut() -> None:
     assert line == "\\n\\n\\n... (10 characters)"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: printable escapes C0 controls and DEL only; C1 "
-                   "controls such as U+0085 (NEL, a line break for str.splitlines) and U+009B "
-                   "(CSI) pass through unescaped although the docstring promises control "
-                   "characters are shown as escapes")
 def test_printable_escapes_c1_control_characters_too() -> None:
-    line = printable("a\x85b\x9b2Jc")
-    assert [c for c in line if unicodedata.category(c) == "Cc"] == []
+    line = printable("a\x85b\x9b2Jc\u2028d\u2029e")
+    assert [c for c in line if unicodedata.category(c) in ("Cc", "Zl", "Zp")] == []
     assert len(line.splitlines()) == 1
+    assert line == "a\\x85b\\x9b2Jc\\u2028d\\u2029e"
 
 
 # -- LogLimiter ---------------------------------------------------------------------------------

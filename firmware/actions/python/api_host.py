@@ -16,7 +16,7 @@ from typing import Any
 
 from firmware.actions.base import ActionContext
 from firmware.actions.history import HistoryBuffer
-from firmware.actions.log_limit import LogLimiter
+from firmware.actions.log_limit import LogLimiter, printable
 from firmware.actions.python.grants import Grants
 from firmware.actions.python.store import ScriptStore
 
@@ -133,6 +133,10 @@ class ScriptApiHost:
     async def _publish_mqtt(self, topic: str, payload: Any, *, retain: bool = False) -> None:
         if not isinstance(topic, str):
             raise ValueError("topic must be a string")
+        if not topic or "#" in topic or "+" in topic or "\0" in topic or len(topic) > 65535:
+            raise ValueError(f"cannot publish to {printable(topic, 200)!r}: a topic is 1 to "
+                             "65535 characters without the wildcards + and # (those are for "
+                             "subscriptions)")
         self.grants.check_publish(topic)
         if self.ctx.mqtt is None:
             raise ValueError("MQTT is disabled on this appliance (mqtt.enabled: false)")

@@ -9,12 +9,14 @@ cannot fill the disk.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from pathlib import Path
 from typing import Any
 
 KEY_MAX_CHARS = 200
+log = logging.getLogger("pafw.store")
 
 
 class ScriptStore:
@@ -26,14 +28,20 @@ class ScriptStore:
         self._lock = threading.Lock()
         self._data: dict[str, Any] = {}
         self.writes = 0
+        #: what happened to an unreadable store file at start (None when there was none)
+        self.recovered: str | None = None
         if path.exists():
             try:
                 loaded = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
+                # a damaged file must not keep the action (or the appliance) from starting:
+                # it is kept aside for whoever wants to look, and the store starts empty
                 broken = path.with_suffix(".corrupt")
                 path.replace(broken)
-                raise ValueError(f"store {path} was unreadable ({exc}); kept as {broken}, "
-                                 f"starting empty") from None
+                self.recovered = (f"store {path} was unreadable ({exc}); kept as {broken}, "
+                                  f"starting empty")
+                log.warning("%s", self.recovered)
+                return
             if isinstance(loaded, dict):
                 self._data = loaded
 
@@ -86,11 +94,11 @@ class ScriptStore:
         self.writes += 1
 
     def get_status(self) -> dict[str, Any]:
-        """Keys, bytes used and the cap."""
+        """Keys, bytes used, the cap and a recovery at start (``recovered``)."""
         with self._lock:
             used = len(json.dumps(self._data, separators=(",", ":")).encode())
             return {"keys": len(self._data), "bytes": used, "max_bytes": self.max_bytes,
-                    "writes": self.writes}
+                    "writes": self.writes, "recovered": self.recovered}
 
 
 def _check_key(key: Any) -> str:
