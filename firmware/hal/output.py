@@ -3,9 +3,10 @@
 :class:`Output` owns the device's lifecycle so relays and LEDs cannot differ in it: the device
 is opened in the constructor (a failure is an :class:`OutputSetupError` naming the pin),
 ``safe_off()`` drives it off whatever state it is in, ``close()`` goes off first and then
-releases the pin (idempotent), and leaving a ``with`` block closes. ``get_status()`` answers
-the same way for every output: a new JSON-safe dict, built under the lock, whose common keys
-(:data:`COMMON_STATUS_KEYS`) come first and whose other keys are the subclass's.
+releases the pin (idempotent), and leaving a ``with`` block closes. ``get_status()`` (the
+status protocol of ``firmware/status.py``) answers the same way for every output: a new
+JSON-safe dict, built under the lock, whose common keys (:data:`COMMON_STATUS_KEYS`) come
+first and whose other keys are the subclass's.
 
 The lock is re-entrant so ``safe_off()`` can run from a signal handler that interrupted the
 thread holding it; it waits at most :data:`SAFE_LOCK_TIMEOUT_S` for the lock and then forces

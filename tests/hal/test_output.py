@@ -21,6 +21,7 @@ from firmware.hal.led import Led
 from firmware.hal.output import COMMON_STATUS_KEYS, Output
 from firmware.hal.relay import Relay
 from firmware.hal.settings import LedSettings, RelaySettings
+from firmware.status import StatusReporter
 
 PIN = 17
 
@@ -173,6 +174,10 @@ def test_status_starts_with_the_common_keys(build, kind):
     assert set(status) == set(COMMON_STATUS_KEYS) | OUTPUTS[kind][1]
     assert status["pin"] == PIN and status["active_high"] is True
     json.dumps(status)
+
+
+def test_every_output_speaks_the_status_protocol(build):
+    assert isinstance(build(), StatusReporter)
 
 
 def test_status_is_a_new_dict_each_time(build):
