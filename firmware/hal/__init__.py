@@ -2,8 +2,10 @@
 
 ``Hal`` builds the pin factory (``backend.make_backend``: lgpio on a Pi 5, RPi.GPIO or lgpio
 on older Pis, gpiozero's MockFactory elsewhere) and every output, and keeps them in a safe
-state (off) at start and at every exit path. The settings are imported eagerly; everything
-that needs gpiozero is imported on first use, so validating a config does not load it.
+state (off) at start and at every exit path. Relays and LEDs share one base, ``Output``: the
+device's lifecycle, the safe off and ``get_status()``. The settings are imported eagerly;
+everything that needs gpiozero is imported on first use, so validating a config does not
+load it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     )
     from firmware.hal.hal import Hal
     from firmware.hal.led import Led
+    from firmware.hal.output import Output
     from firmware.hal.relay import Relay
 
 _LAZY = {
@@ -40,7 +43,7 @@ _LAZY = {
     "BackendUnavailableError": "errors", "OutputClosedError": "errors",
     "OutputSetupError": "errors", "OutputValueError": "errors", "PulseTooLongError": "errors",
     "PwmUnsupportedError": "errors", "UnknownOutputError": "errors",
-    "Hal": "hal", "Led": "led", "Relay": "relay",
+    "Hal": "hal", "Led": "led", "Output": "output", "Relay": "relay",
 }
 
 __all__ = [
@@ -50,6 +53,7 @@ __all__ = [
     "HalSettings",
     "Led",
     "LedSettings",
+    "Output",
     "OutputClosedError",
     "OutputSetupError",
     "OutputValueError",

@@ -132,8 +132,11 @@ class _BoundedStateLog(list[object]):
         super().append(item)
 
 
-class BoundedMockPWMPin(MockPWMPin):
+class BoundedMockPWMPin(MockPWMPin):  # type: ignore[misc]  # gpiozero ships no type hints
     """A simulated PWM-capable pin whose state log is bounded."""
+
+    #: declared here because the base class is untyped (gpiozero's MockPin sets it)
+    states: list[object]
 
     def clear_states(self) -> None:
         super().clear_states()

@@ -23,6 +23,7 @@ from gpiozero.pins.mock import MockFactory
 from firmware.hal.backend import Backend, Platform, make_backend
 from firmware.hal.errors import UnknownOutputError
 from firmware.hal.led import Led
+from firmware.hal.output import Output
 from firmware.hal.relay import Relay
 from firmware.hal.settings import HalSettings
 
@@ -122,6 +123,10 @@ class Hal:
                 f"no LED named {name!r} in hal.leds ({_known(self._leds)})"
             ) from None
 
+    def _outputs(self) -> list[Output[Any]]:
+        """Every output, relays first: the order safe_state() and close() visit them."""
+        return [*self._relays.values(), *self._leds.values()]
+
     # -- safety --------------------------------------------------------------------------
 
     def safe_state(self) -> None:
@@ -131,8 +136,7 @@ class Hal:
         second) and from ``except`` / ``finally`` blocks. A failing output is logged and the
         others are still switched off.
         """
-        outputs: list[Relay | Led] = [*self._relays.values(), *self._leds.values()]
-        for output in outputs:
+        for output in self._outputs():
             try:
                 output.safe_off()
             except Exception:
@@ -146,8 +150,7 @@ class Hal:
         self._closed = True
         atexit.unregister(self._at_exit)
         self.safe_state()
-        outputs: list[Relay | Led] = [*self._relays.values(), *self._leds.values()]
-        for output in outputs:
+        for output in self._outputs():
             try:
                 output.close()
             except Exception:

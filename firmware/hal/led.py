@@ -5,6 +5,7 @@ against absolute deadlines so they do not drift. Stopping a pattern sets its eve
 LED's lock, and the thread checks that event under the same lock before every write, so no
 step can land after ``off()`` / ``safe_off()`` returned. gpiozero's own ``blink()`` is not used
 because it only knows one on/off pair, and one mechanism for every pattern is simpler to test.
+The device's lifecycle, the lock and the safe off are :class:`~firmware.hal.output.Output`'s.
 """
 
 from __future__ import annotations
@@ -15,25 +16,18 @@ import math
 import threading
 import time
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
-from gpiozero import LED, PWMLED, Factory
+from gpiozero import LED, PWMLED, Factory, OutputDevice
 
-from firmware.errors import HalError
-from firmware.hal.errors import (
-    OutputClosedError,
-    OutputSetupError,
-    OutputValueError,
-    PwmUnsupportedError,
-)
+from firmware.hal.errors import OutputValueError, PwmUnsupportedError
+from firmware.hal.output import Output
 from firmware.hal.settings import LedSettings
 
 log = logging.getLogger("pafw.hal")
 
 #: a double pulse, as fractions of the period: on 0.1, off 0.1, on 0.1, off 0.7
 HEARTBEAT: tuple[tuple[float, float], ...] = ((1.0, 0.1), (0.0, 0.1), (1.0, 0.1), (0.0, 0.7))
-SAFE_LOCK_TIMEOUT_S = 1.0
 
 Steps = Sequence[tuple[float, float]]
 
@@ -44,7 +38,7 @@ def _positive(what: str, value: float) -> float:
     return float(value)
 
 
-class Led:
+class Led(Output[LedSettings]):
     """One LED on a GPIO pin; starts off. ``pattern`` in the status names what it shows.
 
     >>> from firmware.hal.backend import mock_factory
@@ -54,30 +48,23 @@ class Led:
     'dim'
     """
 
+    kind: ClassVar[str] = "LED"
+
     def __init__(self, name: str, settings: LedSettings, *, factory: Factory) -> None:
-        self.name = name
-        self.settings = settings
-        self._lock = threading.RLock()
-        self._closed = False
+        super().__init__(name, settings, factory=factory)
         self._pattern = "off"
         self._stop: threading.Event | None = None
         self._thread: threading.Thread | None = None
-        try:
-            if settings.pwm:
-                self._device: LED | PWMLED = PWMLED(
-                    settings.pin, active_high=settings.active_high, initial_value=0,
-                    pin_factory=factory,
-                )
-            else:
-                self._device = LED(
-                    settings.pin, active_high=settings.active_high, initial_value=False,
-                    pin_factory=factory,
-                )
-        except Exception as exc:
-            kind = "a PWM pin" if settings.pwm else "pin"
-            raise OutputSetupError(
-                f"LED {name!r} cannot use {kind} {settings.pin}: {exc}"
-            ) from None
+
+    def _open_device(self, factory: Factory) -> OutputDevice:
+        if self.settings.pwm:
+            return PWMLED(self.settings.pin, active_high=self.settings.active_high,
+                          initial_value=0, pin_factory=factory)
+        return LED(self.settings.pin, active_high=self.settings.active_high,
+                   initial_value=False, pin_factory=factory)
+
+    def _pin_label(self) -> str:
+        return "a PWM pin" if self.settings.pwm else "pin"
 
     # -- commands ------------------------------------------------------------------------
 
@@ -119,33 +106,12 @@ class Led:
         period = _positive("heartbeat period_s", period_s)
         self._start_pattern("heartbeat", [(level, f * period) for level, f in HEARTBEAT])
 
-    def safe_off(self) -> None:
-        """Stop any pattern and drive the LED off now (waits at most a second for the lock)."""
-        acquired = self._lock.acquire(timeout=SAFE_LOCK_TIMEOUT_S)
-        try:
-            if acquired and self._closed:
-                return
-            if not acquired:
-                log.warning("LED %r: lock busy, forcing the pin off without it", self.name)
-            self._stop_pattern()
-            self._device.value = 0
-            self._pattern = "off"
-        finally:
-            if acquired:
-                self._lock.release()
-
     def close(self) -> None:
-        """Switch off and release the pin; idempotent."""
+        """Switch off and release the pin (see :meth:`Output.close`), then wait up to a
+        second for the pattern thread to end; idempotent."""
         with self._lock:
-            if self._closed:
-                return
             thread = self._thread
-            try:
-                self.safe_off()
-            finally:
-                self._closed = True
-                self._pattern = "closed"
-                self._device.close()
+            super().close()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=1.0)
 
@@ -154,34 +120,27 @@ class Led:
     @property
     def pattern(self) -> str:
         """``off``, ``on``, ``dim``, ``blink``, ``heartbeat`` or ``closed``."""
-        return self._pattern
+        return "closed" if self._closed else self._pattern
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
+    # -- Output's hooks ------------------------------------------------------------------
 
-    def get_status(self) -> dict[str, Any]:
-        """A new JSON-safe dict: pin, pwm, pattern and the current level."""
-        with self._lock:
-            return {
-                "pin": self.settings.pin,
-                "pwm": self.settings.pwm,
-                "active_high": self.settings.active_high,
-                "pattern": self._pattern,
-                "value": self.brightness,
-            }
+    def _safe_off_locked(self) -> None:
+        """Stop any pattern and drive the LED off."""
+        self._stop_pattern()
+        self._device.value = 0
+        self._pattern = "off"
 
-    def __enter__(self) -> Led:
-        return self
+    def _force_off(self) -> None:
+        # the same steps: setting the stop event and writing the pin need no lock, and the
+        # pattern thread checks the event before its next write
+        self._safe_off_locked()
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    def _status(self) -> dict[str, Any]:
+        """pwm, pattern and the current level."""
+        return {"pwm": self.settings.pwm, "pattern": self.pattern, "value": self.brightness}
 
-    def __repr__(self) -> str:
-        return f"<Led {self.name!r} pin={self.settings.pin} {self._pattern}>"
+    def _state_name(self) -> str:
+        return self.pattern
 
     # -- internals -----------------------------------------------------------------------
 
@@ -192,13 +151,8 @@ class Led:
             try:
                 self._device.value = level
             except Exception as exc:  # a driver error, converted at the boundary
-                raise HalError(f"LED {self.name!r}: cannot drive pin {self.settings.pin}: {exc}"
-                               ) from exc
+                raise self._drive_error(exc) from exc
             self._pattern = name
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise OutputClosedError(f"LED {self.name!r} is closed")
 
     def _start_pattern(self, name: str, steps: Steps) -> None:
         with self._lock:

@@ -3,8 +3,8 @@
 A switch requested before the relay's ``min_on_s`` / ``min_off_s`` allows it is *deferred*:
 scheduled on a timer thread for the moment it becomes allowed, never dropped (the latest
 request wins, and deferrals are counted in the status). ``safe_off()`` ignores those times:
-a safe state beats contactor wear. Every method is thread-safe; the lock is re-entrant so
-``safe_off()`` can run from a signal handler that interrupted the thread holding it.
+a safe state beats contactor wear. Every method is thread-safe; the device's lifecycle, the
+lock and the safe off are :class:`~firmware.hal.output.Output`'s.
 """
 
 from __future__ import annotations
@@ -14,27 +14,18 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 from gpiozero import Factory, OutputDevice
 
-from firmware.errors import HalError
-from firmware.hal.errors import (
-    OutputClosedError,
-    OutputSetupError,
-    OutputValueError,
-    PulseTooLongError,
-)
+from firmware.hal.errors import OutputValueError, PulseTooLongError
+from firmware.hal.output import Output
 from firmware.hal.settings import RelaySettings
 
 log = logging.getLogger("pafw.hal")
 
-#: how long safe_off() waits for the lock before driving the pin anyway
-SAFE_LOCK_TIMEOUT_S = 1.0
 
-
-class Relay:
+class Relay(Output[RelaySettings]):
     """One relay (or contactor) on a GPIO pin; starts off whatever ``settings.initial`` says.
 
     ``initial`` is applied by :class:`~firmware.hal.hal.Hal` once every output is off. The
@@ -48,6 +39,8 @@ class Relay:
     True
     """
 
+    kind: ClassVar[str] = "relay"
+
     def __init__(
         self,
         name: str,
@@ -56,12 +49,9 @@ class Relay:
         factory: Factory,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.name = name
-        self.settings = settings
+        super().__init__(name, settings, factory=factory)
         self._clock = clock
-        self._lock = threading.RLock()
         self._is_on = False
-        self._closed = False
         self._switches = 0
         self._deferred = 0
         self._pending: bool | None = None  # the deferred target state
@@ -69,16 +59,13 @@ class Relay:
         self._pulse_until: float | None = None
         self._timer: threading.Timer | None = None
         self._generation = 0  # bumped on every cancel: a stale timer callback does nothing
-        try:
-            self._device = OutputDevice(
-                settings.pin, active_high=settings.active_high, initial_value=False,
-                pin_factory=factory,
-            )
-        except Exception as exc:
-            raise OutputSetupError(
-                f"relay {name!r} cannot use pin {settings.pin}: {exc}"
-            ) from None
-        self._last_change = clock()
+        self._last_change = clock()  # the device opened off: the start counts as a switch
+
+    def _open_device(self, factory: Factory) -> OutputDevice:
+        return OutputDevice(
+            self.settings.pin, active_high=self.settings.active_high, initial_value=False,
+            pin_factory=factory,
+        )
 
     # -- commands ------------------------------------------------------------------------
 
@@ -121,39 +108,6 @@ class Relay:
             self._request(True, pulse_s=seconds)
         return True
 
-    def safe_off(self) -> None:
-        """Drive the pin off now, ignoring minimum times and cancelling pending switches."""
-        acquired = self._lock.acquire(timeout=SAFE_LOCK_TIMEOUT_S)
-        try:
-            if not acquired:
-                log.warning("relay %r: lock busy, forcing the pin off without it", self.name)
-                self._device.off()
-                return
-            if self._closed:
-                return
-            self._cancel_timer()
-            self._pending = self._pending_pulse = self._pulse_until = None
-            was_on = self._is_on
-            self._device.off()  # written even when already off: the pin is what matters
-            if was_on:
-                self._is_on = False
-                self._switches += 1
-                self._last_change = self._clock()
-        finally:
-            if acquired:
-                self._lock.release()
-
-    def close(self) -> None:
-        """Switch off (ignoring minimum times) and release the pin; idempotent."""
-        with self._lock:
-            if self._closed:
-                return
-            try:
-                self.safe_off()
-            finally:
-                self._closed = True
-                self._device.close()
-
     # -- state ---------------------------------------------------------------------------
 
     @property
@@ -161,47 +115,39 @@ class Relay:
         """The commanded (and driven) state; a deferred switch has not happened yet."""
         return self._is_on
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
+    # -- Output's hooks (called with the lock held) --------------------------------------
 
-    def get_status(self) -> dict[str, Any]:
-        """A new JSON-safe dict: state, counters, pending switch, last change (clock seconds)."""
-        with self._lock:
-            now = self._clock()
-            pending = None if self._pending is None else ("on" if self._pending else "off")
-            return {
-                "pin": self.settings.pin,
-                "active_high": self.settings.active_high,
-                "state": "closed" if self._closed else ("on" if self._is_on else "off"),
-                "switch_count": self._switches,
-                "deferred_count": self._deferred,
-                "pending": pending,
-                "pulse_remaining_s": (
-                    None if self._pulse_until is None else max(0.0, self._pulse_until - now)
-                ),
-                "last_change_s": self._last_change,
-                "since_change_s": now - self._last_change,
-            }
+    def _safe_off_locked(self) -> None:
+        """Cancel pending switches and pulses, then drive the pin off ignoring minimum times."""
+        self._cancel_timer()
+        self._pending = self._pending_pulse = self._pulse_until = None
+        was_on = self._is_on
+        self._device.off()  # written even when already off: the pin is what matters
+        if was_on:
+            self._is_on = False
+            self._switches += 1
+            self._last_change = self._clock()
 
-    def __enter__(self) -> Relay:
-        return self
+    def _status(self) -> dict[str, Any]:
+        """State, counters, pending switch, pulse left, last change (clock seconds)."""
+        now = self._clock()
+        pending = None if self._pending is None else ("on" if self._pending else "off")
+        return {
+            "state": self._state_name(),
+            "switch_count": self._switches,
+            "deferred_count": self._deferred,
+            "pending": pending,
+            "pulse_remaining_s": (
+                None if self._pulse_until is None else max(0.0, self._pulse_until - now)
+            ),
+            "last_change_s": self._last_change,
+            "since_change_s": now - self._last_change,
+        }
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else ("on" if self._is_on else "off")
-        return f"<Relay {self.name!r} pin={self.settings.pin} {state}>"
+    def _state_name(self) -> str:
+        return "closed" if self._closed else ("on" if self._is_on else "off")
 
     # -- internals (called with the lock held) -------------------------------------------
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise OutputClosedError(f"relay {self.name!r} is closed")
 
     def _request(self, target: bool, *, pulse_s: float | None) -> None:
         """The one path of every switch: the latest request replaces any pending one."""
@@ -233,8 +179,7 @@ class Relay:
             else:
                 self._device.off()
         except Exception as exc:  # a driver error, converted at the boundary
-            raise HalError(f"relay {self.name!r}: cannot drive pin {self.settings.pin}: {exc}"
-                           ) from exc
+            raise self._drive_error(exc) from exc
         self._is_on = target
         self._switches += 1
         self._last_change = self._clock()
