@@ -213,7 +213,10 @@ def test_hostile_script_does_not_slow_the_dsp_or_other_actions(make_doc, tmp_pat
         assert led.updates > 30
         worker = handler(appliance, "py").supervisor.get_status()
         assert worker["timeouts"] >= 2 and worker["kills"]["timeout"] >= 2
-        assert appliance.analyzer.overruns == 0
+        # a DSP thread waiting on the script would overrun every frame; on a loaded machine
+        # the scheduler may still make one frame late now and then, whatever the script does
+        analyzer = appliance.analyzer
+        assert analyzer.overruns <= max(1, analyzer.frames // 20), analyzer.get_status()
     finally:
         appliance.stop()
 
