@@ -1,15 +1,17 @@
-"""Who may read and write: every write endpoint refuses a missing token (401) and a wrong one
-(403) without changing anything; writes are off without a configured token; reads follow
-``web.read_access``."""
+"""Who may read and write (firmware/web/auth.py): every write endpoint refuses a missing token
+(401) and a wrong one (403) without changing anything; writes are off without a configured
+token; reads follow ``web.read_access``; the policy's own checks (networks, Host headers against
+DNS rebinding, bearer parsing, the refusal counter) on requests built directly."""
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
 
 from firmware.web.api import ROUTES
-from firmware.web.auth import AccessPolicy, client_network
+from firmware.web.auth import AccessPolicy, client_network, host_name, this_hosts_names
 from firmware.web.http import HttpError, Request
 from tests.web.conftest import TOKEN, WebRig
 
@@ -124,3 +126,97 @@ def test_short_tokens_are_a_config_error(make_doc: Any) -> None:
 
     with pytest.raises(ConfigError, match=r"web\.token.*at least 16"):
         make_doc(change)
+
+
+def request_with(headers: dict[str, str], peer: str = "127.0.0.1") -> Request:
+    return Request("POST", "/x", "/x", {}, "HTTP/1.1", headers, b"", peer)
+
+
+def refusal(check: Any, request: Request) -> HttpError:
+    with pytest.raises(HttpError) as info:
+        check(request)
+    return info.value
+
+
+def test_writes_need_the_configured_token() -> None:
+    policy = AccessPolicy(read_access="loopback", token=TOKEN)
+    assert policy.writes_enabled
+    policy.check_write(request_with({"authorization": f"Bearer {TOKEN}"}))
+    policy.check_write(request_with({"authorization": f"bearer   {TOKEN}  "}))  # any case/space
+    missing = refusal(policy.check_write, request_with({}))
+    assert (missing.status, missing.code) == (401, "unauthorized")
+    assert missing.message == ("this operation needs the bearer token (Authorization: Bearer "
+                               "<web.token>)")
+    assert missing.headers == {"WWW-Authenticate": 'Bearer realm="pafw"'}
+    for header in (f"Bearer {TOKEN}x", "Bearer ", "Bearer", f"Basic {TOKEN}", TOKEN,
+                   f"Bearer {TOKEN[:-1]}é"):
+        wrong = refusal(policy.check_write, request_with({"authorization": header}))
+        assert (wrong.status, wrong.code, wrong.message) == (403, "forbidden",
+                                                             "the bearer token is wrong"), header
+        assert wrong.headers == {"WWW-Authenticate": 'Bearer realm="pafw", '
+                                                     'error="invalid_token"'}
+    assert policy.failures == 7
+
+
+@pytest.mark.parametrize("token", [None, ""])
+def test_without_a_token_every_write_is_refused(token: str | None) -> None:
+    policy = AccessPolicy(read_access="lan", token=token)
+    assert not policy.writes_enabled
+    for headers in ({}, {"authorization": f"Bearer {TOKEN}"}, {"authorization": "Bearer "}):
+        refused = refusal(policy.check_write, request_with(headers))
+        assert (refused.status, refused.code) == (403, "writes_disabled")
+        assert refused.message == "write operations are disabled: no web.token is configured"
+    assert policy.failures == 3
+
+
+def test_read_refusals_say_where_reads_are_open() -> None:
+    loopback = refusal(AccessPolicy(read_access="loopback", token=TOKEN).check_read,
+                       request_with({}, peer="10.0.0.7"))
+    assert loopback.message == "reads are open to loopback only; send the bearer token"
+    assert loopback.headers == {"WWW-Authenticate": 'Bearer realm="pafw"'}
+    lan = refusal(AccessPolicy(read_access="lan", token=TOKEN).check_read,
+                  request_with({}, peer="8.8.4.4"))
+    assert lan.message == "reads are open to the local network only; send the bearer token"
+
+
+@pytest.mark.parametrize(("header", "name"), [
+    ("192.168.1.5:8080", "192.168.1.5"), ("Pafw.LOCAL", "pafw.local"), ("[::1]:8080", "::1"),
+    ("[fe80::1%eth0]", "fe80::1%eth0"), ("::1", "::1"), (" host:1 ", "host"),
+    ("example.org", "example.org"),
+])
+def test_host_name_of_a_host_header(header: str, name: str) -> None:
+    assert host_name(header) == name
+
+
+def test_this_hosts_names() -> None:
+    names = this_hosts_names(["Analyzer.Example.ORG", ""])
+    hostname = socket.gethostname().lower()
+    assert {"localhost", hostname, f"{hostname}.local", socket.getfqdn().lower(),
+            "analyzer.example.org"} <= names
+    assert "" not in names and all(n == n.lower() for n in names)
+
+
+@pytest.mark.parametrize("host", [None, "127.0.0.1:8080", "10.1.2.3", "[::1]:80",
+                                  "[fe80::1%eth0]:8080", "LOCALHOST:8080", "lab-pafw.example",
+                                  f"{socket.gethostname()}.local"])
+def test_hosts_that_name_an_address_or_this_appliance(host: str | None) -> None:
+    policy = AccessPolicy(read_access="loopback", token=None, allowed_hosts=["LAB-pafw.example"])
+    policy.check_host(request_with({} if host is None else {"host": host}))
+    assert policy.failures == 0
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8080", "localhost.evil.example",
+                                  f"{socket.gethostname()}-other", ""])
+def test_other_hosts_are_refused(host: str) -> None:
+    policy = AccessPolicy(read_access="lan", token=TOKEN)
+    refused = refusal(policy.check_host, request_with({"host": host}))
+    assert (refused.status, refused.code) == (403, "host_not_allowed")
+    assert refused.message == (f"Host {host_name(host)!r} is not a name of this appliance; "
+                               f"open it by its address or add the name to web.allowed_hosts")
+    assert policy.failures == 1
+
+
+def test_a_long_host_is_shortened_in_the_message() -> None:
+    refused = refusal(AccessPolicy(read_access="lan", token=None).check_host,
+                      request_with({"host": "a" * 500}))
+    assert f"Host {'a' * 100!r} is not" in refused.message
