@@ -1,4 +1,5 @@
-"""SimulatedSource: determinism, the differential model, noise levels, truth and pacing."""
+"""SimulatedSource: determinism, the differential model, noise levels, truth and pacing (the
+pacer itself: test_base.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import time
 import numpy as np
 import pytest
 
-from firmware.dsp.sources.base import RealtimePacer
 from firmware.dsp.sources.settings import SimulatorSettings
 from firmware.dsp.sources.simulator import SimulatedSource, resonator_gain
 from firmware.errors import SourceError
@@ -272,39 +272,3 @@ def test_fast_enough_for_minutes_of_audio():
     # stereo audio in under 15 s. (It takes about 1.2 s on a loaded 2-core machine; its
     # speed is measured by `pafw bench`, this bound only catches a per-sample slow path.)
     assert elapsed < 15.0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, s: float) -> None:
-        self.sleeps.append(s)
-        self.now += s + 0.0003  # sleeps overshoot a little
-
-
-def test_pacer_keeps_a_fixed_grid_without_drift():
-    fake = FakeClock()
-    pacer = RealtimePacer(0.1, clock=fake.clock, sleep=fake.sleep)
-    for _ in range(100):
-        fake.now += 0.02  # work per frame
-        pacer.wait()
-    # 100 periods after the first call, overshoot does not accumulate
-    assert fake.now == pytest.approx(100.02 + 100 * 0.1, abs=0.001)
-    assert pacer.late_frames == 0
-
-
-def test_pacer_resyncs_when_far_behind_and_can_be_disabled():
-    fake = FakeClock()
-    pacer = RealtimePacer(0.1, clock=fake.clock, sleep=fake.sleep, max_lag_s=0.5)
-    pacer.wait()
-    fake.now += 2.0
-    assert pacer.wait() > 1.0
-    assert pacer.resyncs == 1
-    off = RealtimePacer(0.1, enabled=False, clock=fake.clock, sleep=fake.sleep)
-    before = len(fake.sleeps)
-    assert off.wait() == 0.0 and len(fake.sleeps) == before
