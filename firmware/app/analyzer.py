@@ -111,7 +111,8 @@ class Analyzer:
         self._thread: threading.Thread | None = None
         self._dsp_cpu_s = 0.0
 
-    def _build_graph(self, state: ComputingState, state_dir: Path) -> ProcessingGraph:
+    def _build_graph(self, state: ComputingState, state_dir: Path, *,
+                     rehearsal: bool = False) -> ProcessingGraph:
         return ProcessingGraph.build(
             self.specs,
             sample_rate=self.sample_rate,
@@ -119,6 +120,7 @@ class Analyzer:
             state=state,
             state_dir=state_dir,
             locate=self.doc.node_location,
+            rehearsal=rehearsal,
         )
 
     def warm_up(self, cache_dir: Path | None = None) -> float:
@@ -130,7 +132,7 @@ class Analyzer:
         start = time.perf_counter()
         use_cache_dir(cache_dir or self.doc.config.paths.cache_dir)
         with tempfile.TemporaryDirectory(prefix="pafw-warmup-") as tmp:
-            scratch = self._build_graph(ComputingState(), Path(tmp))
+            scratch = self._build_graph(ComputingState(), Path(tmp), rehearsal=True)
             frame = Frame.empty(self.frame_size, self.sample_rate)
             for i in range(WARMUP_FRAMES):
                 frame.sequence = i

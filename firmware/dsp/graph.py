@@ -64,13 +64,15 @@ class ProcessingGraph:
         state: ComputingState,
         state_dir: Path,
         locate: Callable[[str, str | None], str] | None = None,
+        rehearsal: bool = False,
     ) -> ProcessingGraph:
         """Instantiate ``specs`` (already in topological order: parents first).
 
         Raises ConfigError naming the node when a node cannot be built with these settings
         (a stereo-only node fed one channel, a filter edge above Nyquist, ...); ``locate``
         turns a node id and the parameter at fault (a ``NodeParameterError``'s key, else
-        None) into a "file:line:col: key.path" prefix for that message.
+        None) into a "file:line:col: key.path" prefix for that message. ``rehearsal``: a
+        throwaway copy whose nodes write nothing outside ``state_dir`` (the warm-up).
         """
         index_of: dict[str, int] = {}
         types_by_id = {s.node_id: s.type_name for s in specs}
@@ -90,6 +92,7 @@ class ProcessingGraph:
                 state_dir=state_dir,
                 upstream_ids=_chain(spec.node_id, specs),
                 node_types_by_id=types_by_id,
+                rehearsal=rehearsal,
             )
             try:
                 nodes.append(node_cls(spec.node_id, spec.params, ctx))

@@ -36,6 +36,8 @@ class BuildContext:
     state_dir: Path
     upstream_ids: list[str] = field(default_factory=list)
     node_types_by_id: dict[str, str] = field(default_factory=dict)
+    #: a throwaway copy of the graph (the warm-up): it must touch no file outside state_dir
+    rehearsal: bool = False
 
 
 class Node(ABC):

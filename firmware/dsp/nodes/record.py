@@ -2,8 +2,11 @@
 
 The DSP thread only copies the frame into a free slot of a preallocated ring and hands the
 slot index to a writer thread; when the writer lags and no slot is free the frame is dropped
-and counted, never waited for. Files rotate at ``max_file_mb`` and the oldest recordings are
-deleted to keep the directory under ``max_total_mb``.
+and counted, never waited for. The writer thread creates the directory and every file (an
+error is kept in ``last_error``, never raised on the DSP thread), names each file so that no
+other recorder can take it, and rewrites the header at least every ``FLUSH_S``: a recorder
+killed mid-file leaves a readable recording. Files rotate at ``max_file_mb`` and the oldest
+recordings are deleted to keep the directory under ``max_total_mb``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from firmware.dsp.sources.wav import WavWriter
 from firmware.strict_model import StrictModel
 
 _STOP = -1
+#: the longest the file being recorded goes without a header that counts its samples
+FLUSH_S = 1.0
 
 
 class RecordParams(StrictModel):
@@ -57,12 +62,16 @@ class RecordNode(Node):
     def __init__(self, node_id: str, params: RecordParams, ctx: BuildContext) -> None:
         super().__init__(node_id, params, ctx)
         directory = params.directory
+        if ctx.rehearsal:  # the warm-up's copy records into its own scratch directory
+            directory = Path("recordings") / node_id
         self.directory = directory if directory.is_absolute() else ctx.state_dir / directory
         self._sample_rate = ctx.sample_rate
         self._slots = np.zeros((params.queue_frames, ctx.input_channels, ctx.frame_size))
         self._free: deque[int] = deque(range(params.queue_frames))
         self._filled: queue.SimpleQueue[int] = queue.SimpleQueue()
+        #: frames the writer thread could not take (no free slot) / could not write (I/O)
         self.dropped_frames = 0
+        self.failed_frames = 0
         self.written_frames = 0
         self.files_written = 0
         self.files_deleted = 0
@@ -71,7 +80,6 @@ class RecordNode(Node):
         self._thread: threading.Thread | None = None
 
     def _start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
         self._thread = threading.Thread(target=self._run, name=f"record-{self.node_id}",
                                         daemon=True)
         self._thread.start()
@@ -90,8 +98,17 @@ class RecordNode(Node):
 
     def _run(self) -> None:
         max_bytes = int(self.params.max_file_mb * 1024 * 1024)
+        flushed = time.monotonic()
         while True:
-            slot = self._filled.get()
+            try:
+                slot = self._filled.get(timeout=FLUSH_S)
+            except queue.Empty:
+                slot = None
+            if slot is None or time.monotonic() - flushed >= FLUSH_S:
+                self._flush()
+                flushed = time.monotonic()
+            if slot is None:
+                continue
             if slot == _STOP:
                 break
             try:
@@ -101,19 +118,36 @@ class RecordNode(Node):
                 self._writer.write(self._slots[slot])
                 self.written_frames += 1
             except OSError as exc:
+                self.failed_frames += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self._close_writer()
             finally:
                 self._free.append(slot)
         self._close_writer()
 
+    def _flush(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.flush()
+            except OSError as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self._close_writer()
+
     def _rotate(self) -> None:
         self._close_writer()
+        self.directory.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        path = self.directory / f"{self.params.prefix}-{stamp}-{self.files_written:05d}.wav"
-        self._writer = WavWriter(path, sample_rate=self._sample_rate,
-                                 channels=self._slots.shape[1],
-                                 sample_format=self.params.sample_format)
+        number = self.files_written
+        while True:  # another recorder in this directory may have taken the name
+            path = self.directory / f"{self.params.prefix}-{stamp}-{number:05d}.wav"
+            try:
+                self._writer = WavWriter(path, sample_rate=self._sample_rate,
+                                         channels=self._slots.shape[1],
+                                         sample_format=self.params.sample_format,
+                                         exclusive=True)
+                break
+            except FileExistsError:
+                number += 1
         self.files_written += 1
         self._enforce_total_cap()
 
@@ -156,6 +190,7 @@ class RecordNode(Node):
             "directory": str(self.directory),
             "written_frames": self.written_frames,
             "dropped_frames": self.dropped_frames,
+            "failed_frames": self.failed_frames,
             "files_written": self.files_written,
             "files_deleted": self.files_deleted,
             "last_error": self.last_error,

@@ -195,7 +195,9 @@ class WavWriter:
         sample_rate: int,
         channels: int = 2,
         sample_format: Literal["int16", "int24", "int32", "float32"] = "int16",
+        exclusive: bool = False,
     ) -> None:
+        """``exclusive``: FileExistsError instead of replacing an existing file."""
         if sample_format not in ("int16", "int24", "int32", "float32"):
             raise SourceError(
                 f"{path}: sample_format={sample_format!r}; expected int16, int24, int32 or float32"
@@ -209,7 +211,12 @@ class WavWriter:
         self.bytes_written = 0
         self._width = _BYTES[sample_format]
         try:
-            self._fh: BinaryIO | None = open(self.path, "wb")  # noqa: SIM115 - closed in close()
+            self._fh: BinaryIO | None = open(  # noqa: SIM115 - closed in close()
+                self.path, "xb" if exclusive else "wb")
+        except FileExistsError:
+            if exclusive:
+                raise
+            raise SourceError(f"{self.path}: cannot create WAV file: it exists") from None
         except OSError as exc:
             raise SourceError(f"{self.path}: cannot create WAV file: {exc.strerror}") from None
         self._fh.write(self._header())
