@@ -215,7 +215,7 @@ class _Builder:
             sub = substitute_env(value, self.env)
             for error in sub.errors:
                 self.problem(node, path, error)
-            if sub.whole and node.style is None:
+            if sub.whole and node.style is None and not _explicitly_tagged(node):
                 return self.reread(sub.text)
             return sub.text
         try:
@@ -329,3 +329,15 @@ def parse_yaml(text: str, env: Mapping[str, str]) -> YamlDocument:
         )
         doc.data, doc.syntax_ok = None, False
     return doc
+
+
+def _explicitly_tagged(node: ScalarNode) -> bool:
+    """True for a scalar written with a tag (``!!str ${PORT}``): its type is what it says,
+    not what the substituted text looks like. A node's mark starts at its tag or anchor."""
+    mark = node.start_mark
+    buffer = getattr(mark, "buffer", None)
+    if not isinstance(buffer, str):
+        return False
+    head = buffer[mark.index:mark.index + 200]
+    value_at = head.find(node.value)
+    return "!" in (head[:value_at] if value_at >= 0 else head)

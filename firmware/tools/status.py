@@ -22,7 +22,8 @@ def _count(value: Any) -> int:
 def _header(snapshot: dict[str, Any], state: str, alive: bool) -> tuple[bool, str]:
     """(running, the first line): running, stopped, failed or dead, with when and why."""
     version = snapshot.get("version", "?")
-    pid = snapshot.get("pid")
+    pid = snapshot.get("pid") if isinstance(snapshot.get("pid"), int) else None
+    pid_text = "" if pid is None else f"pid {pid}, "
     written = snapshot.get("written_at")
     written_at = float(written) if isinstance(written, int | float) else None
     age = "" if written_at is None else f", snapshot {time.time() - written_at:.0f} s old"
@@ -31,16 +32,18 @@ def _header(snapshot: dict[str, Any], state: str, alive: bool) -> tuple[bool, st
     when = "" if written_at is None else f" at {iso_utc(written_at)[:19].replace('T', ' ')} UTC"
     frames = _count(snapshot.get("frames"))
     if state == "running" and alive:
-        return True, f"pafw {version}: running (pid {pid}, uptime {ran}{age})"
+        return True, f"pafw {version}: running ({pid_text}uptime {ran}{age})"
     if state == "running":
-        return False, (f"pafw {version}: DEAD: process {pid} exited without a final snapshot "
+        process = "its process" if pid is None else f"process {pid}"
+        return False, (f"pafw {version}: DEAD: {process} exited without a final snapshot "
                        f"(last seen{when}, after {ran})")
     if state == "failed":
         return False, (f"pafw {version}: STOPPED ON A FAULT{when} after {ran} and "
                        f"{frames} frames")
     if state == "stopped":
         return False, f"pafw {version}: stopped{when} after {ran} and {frames} frames"
-    return False, f"pafw {version}: {state} (pid {pid}{age})"
+    details = f"{pid_text}{age.removeprefix(', ')}".removesuffix(", ")
+    return False, f"pafw {version}: {state}" + (f" ({details})" if details else "")
 
 
 def summarize(snapshot: dict[str, Any]) -> tuple[bool, str]:
@@ -64,18 +67,19 @@ def summarize(snapshot: dict[str, Any]) -> tuple[bool, str]:
             lines.append(f"  {node_id}: {last}{value} at {result.get('time', '?')}")
     mqtt = snapshot.get("mqtt")
     if mqtt:
+        broker = f"mqtt {mqtt['broker']}" if mqtt.get("broker") else "mqtt"
         outbox = mqtt.get("outbox") or {}
         pending = _count(outbox.get("pending"))
         dropped = outbox.get("dropped")
         dropped_text = f", {dropped} dropped" if isinstance(dropped, int) else ""
         if running:
             link = "connected" if mqtt.get("connected") else "DISCONNECTED"
-            lines.append(f"  mqtt {mqtt.get('broker')}: {link}, {pending} pending"
+            lines.append(f"  {broker}: {link}, {pending} pending"
                          f"{dropped_text}")
         else:
             waiting = (f"{pending} message{'s' if pending != 1 else ''} kept in the outbox "
                        f"for the next start" if pending else "outbox empty")
-            lines.append(f"  mqtt {mqtt.get('broker')}: stopped, {waiting}{dropped_text}")
+            lines.append(f"  {broker}: stopped, {waiting}{dropped_text}")
     web = snapshot.get("web")
     if web and running:
         where = web.get("url") or f"NOT LISTENING ({web.get('bind_error')})"

@@ -50,6 +50,14 @@ class StaticFiles:
         headers = {"ETag": etag, "Cache-Control": "no-cache"}
         if kind.startswith("text/html"):
             headers["Content-Security-Policy"] = CSP
-        if if_none_match is not None and etag in {t.strip() for t in if_none_match.split(",")}:
+        if if_none_match is not None and _matches(etag, if_none_match):
             return Response(304, b"", kind, headers)
         return Response(200, body, kind, headers)
+
+
+def _matches(etag: str, if_none_match: str) -> bool:
+    """RFC 9110 13.1.2: ``*`` matches any current file; tags compare weakly (``W/"x"``, as a
+    compressing proxy forwards it, is ``"x"``)."""
+    if if_none_match.strip() == "*":
+        return True
+    return etag in {t.strip().removeprefix("W/") for t in if_none_match.split(",")}

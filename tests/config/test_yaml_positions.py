@@ -162,11 +162,9 @@ def test_a_bad_reference_is_a_problem_at_its_value() -> None:
     assert doc.data == {"a": {"b": "", "c": "${1x}"}}
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a plain scalar tagged !!str is re-read after "
-                   "substitution (port: !!str ${P} gives an int), although its explicit tag "
-                   "asks for a string")
 def test_an_explicit_str_tag_keeps_a_substituted_value_a_string() -> None:
     assert parsed("id: !!str ${ID}\n", {"ID": "007"}).data == {"id": "007"}
+    assert parsed("id: &x !!str ${ID}\nn: ${ID}\n", {"ID": "7"}).data == {"id": "7", "n": 7}
 
 
 @pytest.mark.parametrize(("text", "position", "path", "start"), [
