@@ -38,6 +38,7 @@ from firmware.app.appliance import Appliance
 from firmware.bench.graph import realtime_factors, simulated_frames
 from firmware.config.loader import ConfigDocument, default_config_text, load_config
 from firmware.errors import PafwError
+from firmware.stats import percentiles
 
 HOST = "127.0.0.1"
 
@@ -150,7 +151,7 @@ def measure_latency(port: int, workdir: Path, hook_url: str, seconds: float) -> 
     ms = np.asarray(latencies[3:]) * 1e3  # the first ones include start-up
     if ms.size == 0:
         raise PafwError("no measurement reached the subscriber")
-    p50, p95, p99 = np.percentile(ms, [50, 95, 99])
+    p50, p95, p99 = percentiles(ms, (50, 95, 99))
     return {"messages": int(ms.size), "p50_ms": round(float(p50), 3),
             "p95_ms": round(float(p95), 3), "p99_ms": round(float(p99), 3),
             "max_ms": round(float(ms.max()), 3)}

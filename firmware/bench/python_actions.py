@@ -25,6 +25,7 @@ from firmware.actions.python.action_node import PythonAction
 from firmware.app.appliance import Appliance
 from firmware.bench.graph import realtime_factors, simulated_frames
 from firmware.config.loader import ConfigDocument, default_config_text, load_config
+from firmware.stats import percentiles
 
 BENCH_SCRIPT = '''
 import time
@@ -72,7 +73,7 @@ def _config(workdir: Path, *, actions: int, levels: list[float], step_s: float) 
 
 def _pcts(values_s: list[float]) -> dict[str, Any]:
     ms = np.asarray(values_s) * 1e3
-    p50, p95, p99 = np.percentile(ms, [50, 95, 99])
+    p50, p95, p99 = percentiles(ms, (50, 95, 99))
     return {"count": int(ms.size), "p50_ms": round(float(p50), 3),
             "p95_ms": round(float(p95), 3), "p99_ms": round(float(p99), 3)}
 
