@@ -80,7 +80,7 @@ def test_posts_the_study_payload_after_a_retry(tmp_path, webhook_url, caplog):
         actions = {n["id"]: run.handler(n["id"]) for n in nodes}
         run.frames(3 * STEP_FRAMES)
         wait_until(lambda: all(a.successes + a.failures == 2  # trigger + clear
-                                      for a in actions.values()), timeout=60)
+                               for a in actions.values()), 60, "every action's two outcomes")
         statuses = {i: run.status(i) for i in actions}
 
     ok = actions["webhook_alerts"]
