@@ -13,7 +13,8 @@ from firmware.cli import main
 from tests.user_scripts.appliance_run import EXAMPLES, docstring_node, load, make_config
 
 SCRIPTS = ["email_alert.py", "webhook_notification.py", "relay_led_control.py",
-           "mqtt_republisher.py", "sqlite_logger.py", "trend_predictor.py"]
+           "mqtt_republisher.py", "sqlite_logger.py", "trend_predictor.py",
+           "postgres_logger.py"]
 
 
 def python_nodes() -> list[dict]:
@@ -25,7 +26,7 @@ def python_nodes() -> list[dict]:
 def test_examples_yaml_passes_config_check(monkeypatch, capsys):
     monkeypatch.setenv("PAFW_SCRIPTS_DIR", str(EXAMPLES))
     assert main(["config", "check", str(EXAMPLES / "examples.yaml")]) == 0
-    assert "OK (11 nodes)" in capsys.readouterr().out
+    assert "OK (12 nodes)" in capsys.readouterr().out
 
 
 def test_examples_yaml_runs_every_example_once():
@@ -43,7 +44,7 @@ def test_docstring_node_is_a_valid_config(script, tmp_path):
     data = make_config(tmp_path, nodes=[node], co2_ids=script == "email_alert.py",
                        broker=_NoBroker() if "mqtt_publish" in str(node) else None,
                        profile={"profile": "constant", "value_ppm": 400.0})
-    check_graph(load(data, env={"EMAIL_PASSWORD": "x"}))
+    check_graph(load(data, env={"EMAIL_PASSWORD": "x", "PAFW_DB_PASSWORD": "x"}))
 
 
 @pytest.mark.parametrize("node", python_nodes(), ids=lambda n: n["id"])
