@@ -37,7 +37,9 @@ psycopg loads itself (its compiled libpq binding, ``socket``, ``ssl``) need no l
 worker may connect to the granted ``host:port`` only; the name is resolved by the appliance
 when the worker starts. The password comes from the environment (``${PAFW_DB_PASSWORD}``),
 never from the file; ``sslmode`` is libpq's (``require`` or ``verify-full`` for a database
-across a network). Kerberos (GSSAPI) is off: the worker cannot read a credential cache.
+across a network; ``verify-full`` needs ``sslrootcert``, the CA's certificate in a file the
+worker may read, e.g. ``/etc/ssl/certs/db-ca.pem``). Kerberos (GSSAPI) is off: the worker
+cannot read a credential cache.
 
 Node configuration (under ``processing.default_graph.nodes``; connect it from the
 concentration node):
@@ -139,6 +141,8 @@ class PostgresLogger(CustomPythonAction):
             "password": str(get("password") or ""), "sslmode": str(get("sslmode", "prefer")),
             "connect_timeout": max(2, int(get("connect_timeout_s", 3))),
             "gssencmode": "disable", "application_name": f"pafw {api.node_id}"}
+        if get("sslrootcert"):  # a CA file the worker may read, e.g. under /etc/ssl/
+            self.conninfo["sslrootcert"] = str(get("sslrootcert"))
         self.device_id = str(get("device_id") or "pafw")
         self.batch_rows = int(get("batch_rows", 500))
         self.flush_interval_s = float(get("flush_interval_s", 2.0))
@@ -299,9 +303,12 @@ class PostgresLogger(CustomPythonAction):
         whatever the number of analyzers starting at the same time)."""
         with self.conn.transaction():
             self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-            self.conn.execute("CREATE TABLE IF NOT EXISTS pafw_schema_version ("
-                              "version integer PRIMARY KEY, "
-                              "applied_at timestamptz NOT NULL DEFAULT now())")
+            # only what is missing: a role granted INSERT and SELECT on tables created by
+            # another one (one role per analyzer) may not create anything
+            if self._missing("pafw_schema_version"):
+                self.conn.execute("CREATE TABLE pafw_schema_version ("
+                                  "version integer PRIMARY KEY, "
+                                  "applied_at timestamptz NOT NULL DEFAULT now())")
             row = self.conn.execute("SELECT coalesce(max(version), 0) "
                                     "FROM pafw_schema_version").fetchone()
             current = int(row[0])
@@ -317,10 +324,17 @@ class PostgresLogger(CustomPythonAction):
             self.timescaledb = self.conn.execute(
                 "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'"
             ).fetchone() is not None
-            if self.timescaledb:
+            if self.timescaledb and self.conn.execute(
+                    "SELECT 1 FROM timescaledb_information.hypertables "
+                    "WHERE hypertable_name = 'pafw_measurements'").fetchone() is None:
                 self.conn.execute("SELECT create_hypertable('pafw_measurements', 'time', "
                                   "if_not_exists => TRUE, migrate_data => TRUE)")
+                self.api.log_message("info", "pafw_measurements is now a TimescaleDB "
+                                             "hypertable")
         self.schema_version = current
+
+    def _missing(self, table: str) -> bool:
+        return self.conn.execute("SELECT to_regclass(%s) IS NULL", (table,)).fetchone()[0]
 
     def _failed(self, exc: Exception, doing: str) -> None:
         message = " ".join(str(exc).split()) or type(exc).__name__

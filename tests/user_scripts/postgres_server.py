@@ -92,13 +92,17 @@ class PostgresServer:
         return psycopg.connect(host=self.host, port=self.port, dbname=dbname, user=user,
                                password=password, connect_timeout=10, autocommit=True)
 
-    def create_database(self, name: str, owner: str, password: str) -> None:
-        """A login role (not a superuser) owning a new database."""
+    def create_role(self, name: str, password: str) -> None:
+        """A login role (not a superuser), unless it exists."""
         with self.connect() as conn:
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
-                                  (owner,)).fetchone()
-            if not exists:
-                conn.execute(f'CREATE ROLE "{owner}" LOGIN PASSWORD {_literal(password)}')
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
+                                (name,)).fetchone():
+                conn.execute(f'CREATE ROLE "{name}" LOGIN PASSWORD {_literal(password)}')
+
+    def create_database(self, name: str, owner: str, password: str) -> None:
+        """A new database owned by the login role ``owner``."""
+        self.create_role(owner, password)
+        with self.connect() as conn:
             conn.execute(f'CREATE DATABASE "{name}" OWNER "{owner}"')
 
     def close(self) -> None:

@@ -76,9 +76,10 @@ def logger_node(server: PostgresServer, database: str, **config: Any) -> dict[st
     assert params["python_config"]["password"] == "${PAFW_DB_PASSWORD}"
     assert params["allowed_imports"] == ["psycopg"]
     assert params["capabilities"]["data_mb"] > 0
-    params["python_config"].update(host=server.host, port=server.port, dbname=database,
-                                   user=ROLE, device_id="lab1-cell", flush_interval_s=0.2,
-                                   retry_s=0.2, retry_max_s=1.0, **config)
+    params["python_config"].update({
+        "host": server.host, "port": server.port, "dbname": database, "user": ROLE,
+        "device_id": "lab1-cell", "flush_interval_s": 0.2, "retry_s": 0.2,
+        "retry_max_s": 1.0, **config})
     params["buffer_size"] = 1000  # the history keeps every update to compare with
     params["capabilities"]["network"] = [f"{server.host}:{server.port}"]
     return node
@@ -113,6 +114,17 @@ def measurement_count(server: PostgresServer, database: str) -> int:
 def updates(action: Any) -> list[dict[str, Any]]:
     """The results the appliance gave the action, as its history recorded them."""
     return [e.data for e in action.history.recent() if e.kind == "update"]
+
+
+def frames_until(run: Any, done: Any, what: str = "the script's status") -> None:
+    """One frame at a time (each update gives the script a chance to connect and send)
+    until ``done(script_status)``."""
+
+    def step() -> bool:
+        run.frames(1)
+        return bool(done(run.script_status("pglog")))
+
+    wait_until(step, 120, what)
 
 
 def test_measurements_and_events_arrive(tmp_path, data_root, postgres, database):
@@ -169,12 +181,8 @@ def test_a_database_restart_loses_no_row(tmp_path, data_root, postgres, database
         finally:
             postgres.start()
 
-        def flushed() -> bool:
-            run.frames(1)  # each update gives the script a chance to reconnect and send
-            status = run.script_status("pglog")
-            return status["connected"] and status["pending_rows"] == 0
-
-        wait_until(flushed, 120, "the backlog sent after the restart")
+        frames_until(run, lambda s: s["connected"] and s["pending_rows"] == 0,
+                     "the backlog sent after the restart")
         up = run.script_status("pglog")
         total = run.frames_done
     assert down["pending_rows"] > 0 and down["spooled_rows"] > 0, down
@@ -233,3 +241,27 @@ def test_a_wrong_password_is_a_clear_status_error(tmp_path, data_root, postgres,
     assert node["failures"] == 0 and node["worker"]["last_error"] is None
     with postgres.connect(database) as conn:  # it never got in: not even the schema
         assert conn.execute("SELECT to_regclass('pafw_measurements')").fetchone() == (None,)
+
+
+def test_two_analyzers_share_the_database_one_with_insert_and_select_only(
+        tmp_path, data_root, postgres, database):
+    """The fleet's layout: a second analyzer (its own device_id and a role granted only
+    INSERT and SELECT on the tables the owner created) writes into the same tables."""
+    profile = {"profile": "constant", "value_ppm": 800.0}
+    with run_logger(tmp_path, data_root, logger_node(postgres, database),
+                    profile=profile) as run:
+        frames_until(run, lambda status: status["pending_rows"] == 0)  # the tables exist
+        first = run.frames_done
+    postgres.create_role("analyzer_b", "b-secret")
+    with postgres.connect(database) as conn:
+        conn.execute("GRANT INSERT, SELECT ON pafw_measurements, pafw_events, "
+                     "pafw_schema_version TO analyzer_b")
+    node = logger_node(postgres, database, user="analyzer_b", device_id="analyzer-b")
+    with run_logger(tmp_path, data_root, node, password="b-secret", profile=profile) as run:
+        frames_until(run, lambda status: status["rows_written"] > 0)
+        status = run.script_status("pglog")
+        second = run.frames_done
+    assert status["connected"] and status["last_error"] is None, status
+    assert status["schema_version"] == 1
+    devices = [r[2] for r in measurements(postgres, database)]
+    assert devices.count("lab1-cell") == first and devices.count("analyzer-b") == second
