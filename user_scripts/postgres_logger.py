@@ -140,7 +140,10 @@ class PostgresLogger(CustomPythonAction):
             "dbname": str(get("dbname", "pafw")), "user": str(get("user", "pafw")),
             "password": str(get("password") or ""), "sslmode": str(get("sslmode", "prefer")),
             "connect_timeout": max(2, int(get("connect_timeout_s", 3))),
-            "gssencmode": "disable", "application_name": f"pafw {api.node_id}"}
+            "gssencmode": "disable", "application_name": f"pafw {api.node_id}",
+            # a send the server does not acknowledge fails within 5 s (a frozen server or
+            # a cut network), well within python_timeout_ms
+            "tcp_user_timeout": 5000, "keepalives_idle": 30}
         if get("sslrootcert"):  # a CA file the worker may read, e.g. under /etc/ssl/
             self.conninfo["sslrootcert"] = str(get("sslrootcert"))
         self.device_id = str(get("device_id") or "pafw")
@@ -170,8 +173,7 @@ class PostgresLogger(CustomPythonAction):
         self.pending: list[tuple[str, list[Any]]] = []
         self.spooled = 0
         self.spool_error: str | None = None
-        self.spool_rewrite = False
-        self.spool_used = False  # the file may hold rows (sent ones included)
+        self.spool_lines = 0  # lines in the spool file (rows sent or dropped included)
         self._load_spool()
 
     # ------------------------------------------------------------------ the contract
@@ -232,9 +234,7 @@ class PostgresLogger(CustomPythonAction):
             excess = len(self.pending) - self.max_pending
             del self.pending[:excess]
             self.dropped += excess
-            if self.spooled:  # the file holds rows that are gone: write it anew
-                self.spooled = max(0, self.spooled - excess)
-                self.spool_rewrite = True
+            self.spooled = max(0, self.spooled - excess)
 
     def _flush(self, *, connect: bool = True) -> None:
         """Send the backlog, oldest first, one transaction per ``batch_rows``; on failure
@@ -354,54 +354,58 @@ class PostgresLogger(CustomPythonAction):
             self.conn = None
 
     # ------------------------------------------------------------------ the spool file
+    # The file holds every pending row not sent yet (the first `spooled` of the backlog),
+    # possibly after rows already sent or dropped: replaying those is harmless (ON CONFLICT
+    # DO NOTHING). It is appended to, emptied when the backlog is, and rewritten only when
+    # it holds twice max_pending_rows lines.
     def _load_spool(self) -> None:
         """Rows a previous instance could not send (relative path: the data directory)."""
         try:
             with open(SPOOL, encoding="utf-8") as f:
                 for line in f:
-                    if line.strip():
-                        try:
-                            entry = json.loads(line)
-                        except ValueError:
-                            continue  # a line cut by a crash mid-write
-                        self.pending.append((entry[0], entry[1]))
+                    self.spool_lines += 1
+                    try:
+                        entry = json.loads(line)
+                    except ValueError:
+                        continue  # a line cut by a crash mid-write
+                    self.pending.append((entry[0], entry[1]))
         except FileNotFoundError:
             return
         except OSError as exc:
             self.spool_error = f"cannot read {SPOOL}: {exc}"
             return
+        if len(self.pending) > self.max_pending:
+            self.dropped += len(self.pending) - self.max_pending
+            del self.pending[:len(self.pending) - self.max_pending]
         self.spooled = len(self.pending)
-        self.spool_used = True
         if self.pending:
             self.api.log_message("info", f"{self.spooled} rows from the spool to send")
 
     def _spool(self) -> None:
-        """Append the rows not yet in the spool file (all of them after a drop)."""
-        if self.spooled == len(self.pending) and not self.spool_rewrite:
+        """Write the rows of the backlog that are not in the file yet."""
+        new = len(self.pending) - self.spooled
+        if new <= 0:
             return
-        start = 0 if self.spool_rewrite else self.spooled
+        rewrite = self.spool_lines + new > 2 * self.max_pending
+        rows = self.pending if rewrite else self.pending[self.spooled:]
         try:
-            with open(SPOOL, "w" if self.spool_rewrite else "a", encoding="utf-8") as f:
+            with open(SPOOL, "w" if rewrite else "a", encoding="utf-8") as f:
                 f.writelines(json.dumps(entry, separators=(",", ":")) + "\n"
-                             for entry in self.pending[start:])
+                             for entry in rows)
         except OSError as exc:  # no data directory granted, or it is full
             self.spool_error = f"cannot write {SPOOL} (capabilities.data_mb?): {exc}"
             return
+        self.spool_lines = len(rows) + (0 if rewrite else self.spool_lines)
         self.spooled = len(self.pending)
-        self.spool_rewrite = False
-        self.spool_used = True
         self.spool_error = None
 
     def _clear_spool(self) -> None:
-        if not self.spool_used:
+        if not self.spool_lines:
             return
         try:
             with open(SPOOL, "w", encoding="utf-8"):
                 pass
-        except FileNotFoundError:
-            pass
         except OSError as exc:
             self.spool_error = f"cannot empty {SPOOL}: {exc}"
             return
-        self.spooled = 0
-        self.spool_rewrite = self.spool_used = False
+        self.spooled = self.spool_lines = 0

@@ -218,6 +218,31 @@ def test_spooled_rows_survive_an_appliance_restart(tmp_path, data_root, postgres
     assert spool.read_text() == ""
 
 
+def test_the_backlog_is_bounded_the_oldest_rows_dropped(tmp_path, data_root, postgres,
+                                                        database):
+    kept = 10
+    postgres.stop()
+    try:
+        with run_logger(tmp_path, data_root, logger_node(postgres, database,
+                                                         max_pending_rows=kept),
+                        profile={"profile": "constant", "value_ppm": 800.0}) as run:
+            run.frames(STEP_FRAMES)
+            full = run.script_status("pglog")
+            postgres.start()
+            frames_until(run, lambda s: s["connected"] and s["pending_rows"] == 0,
+                         "the backlog sent")
+            sent = [u["sequence"] for u in updates(run.handler("pglog"))]
+            status = run.script_status("pglog")
+    finally:
+        if not postgres.running():
+            postgres.start()
+    assert full["pending_rows"] == kept and full["dropped_rows"] == STEP_FRAMES - kept
+    dropped = status["dropped_rows"]  # more frames came before it got in again
+    assert dropped >= STEP_FRAMES - kept and status["last_error"] is not None
+    # the newest rows of the outage, then every row after it
+    assert [r[0] for r in measurements(postgres, database)] == sent[dropped:]
+
+
 def test_a_wrong_password_is_a_clear_status_error(tmp_path, data_root, postgres, database):
     with run_logger(tmp_path, data_root, logger_node(postgres, database),
                     password="not-the-password",
