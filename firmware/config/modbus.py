@@ -43,12 +43,15 @@ class ModbusSettings(StrictModel):
     @field_validator("write_allowed_clients")
     @classmethod
     def _addresses(cls, value: list[str]) -> list[str]:
-        """Each entry is an IP address (IPv4 or IPv6), kept in its normalised form."""
+        """Each entry is an IP address, kept in its normalised form (an IPv4-mapped IPv6
+        address as the IPv4 address it is: the server compares clients that way)."""
         out = []
         for entry in value:
             try:
-                out.append(str(ipaddress.ip_address(entry.strip())))
+                address = ipaddress.ip_address(entry.strip())
             except ValueError:
                 raise ValueError(f"{entry!r} is not an IP address (e.g. 192.168.1.20)") \
                     from None
+            mapped = getattr(address, "ipv4_mapped", None)
+            out.append(str(mapped or address))
         return out
