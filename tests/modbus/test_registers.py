@@ -15,6 +15,7 @@ from firmware.modbus.registers import (
     RegisterMap,
 )
 from tests.conftest import graph_node
+from tests.paths import REPO
 
 
 def test_the_default_config_maps_its_computing_nodes_and_actions_in_graph_order(make_doc):
@@ -63,3 +64,11 @@ def test_pafw_modbus_map_prints_text_and_markdown(capsys, state_env, monkeypatch
     markdown = capsys.readouterr().out
     assert markdown.startswith("| table | address |")
     assert "| coil | 0 | bit | `acknowledge_all` |" in markdown
+
+
+def test_the_example_map_in_docs_is_the_default_configs(make_doc):
+    text = (REPO / "docs" / "modbus.md").read_text(encoding="utf-8")
+    start = text.index("keeps it equal -->\n") + len("keeps it equal -->\n")
+    end = text.index("<!-- end of the generated map -->")
+    expected = RegisterMap.from_config(make_doc().config).format_markdown()
+    assert text[start:end] == expected, "regenerate it: pafw modbus map --markdown"
