@@ -194,6 +194,7 @@ def test_pafw_status_reads_only_the_paths_of_the_config(state_env, tmp_path):
 
 
 def test_pafw_run_serves_modbus_when_enabled_and_reports_it(state_env, tmp_path):
+    import yaml
     from pymodbus.client import ModbusTcpClient
 
     from tests.conftest import free_port
@@ -201,15 +202,18 @@ def test_pafw_run_serves_modbus_when_enabled_and_reports_it(state_env, tmp_path)
 
     port = free_port()
     config = tmp_path / "pafw.yaml"
-    config.write_text(pafw("config", "default", env=state_env).stdout.replace(
-        "status_interval_s: 5.0", "status_interval_s: 0.5")
-        + f"\nmodbus:\n  enabled: true\n  port: {port}\n")
+    data = yaml.safe_load(pafw("config", "default", env=state_env).stdout)
+    data["processing"]["status_interval_s"] = 0.5
+    data["modbus"].update(enabled=True, port=port)
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
     proc = subprocess.Popen([sys.executable, "-m", "firmware.cli", "run", "--config",
                              str(config)], env={**os.environ, **state_env},
                             stderr=subprocess.DEVNULL)
     client = ModbusTcpClient("127.0.0.1", port=port, timeout=5, retries=0)
     try:
-        wait_until(client.connect, timeout_s=180, what="pafw run's Modbus server", poll_s=0.2)
+        wait_until(lambda: proc.poll() is not None or client.connect(), timeout_s=180,
+                   what="pafw run's Modbus server", poll_s=0.2)
+        assert proc.poll() is None, "pafw run ended"
         reply = client.read_input_registers(0, count=16)
         assert not reply.isError() and reply.registers[2] == 1  # the layout version
 
