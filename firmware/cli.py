@@ -1,5 +1,5 @@
 """The `pafw` command line: run | status | export | config check/default | script | analyze |
-simulate | bench.
+simulate | modbus map | bench.
 
 Expected failures (bad config, missing file, unusable device) print one clear message and
 exit non-zero without a traceback: 2 for configuration errors, 1 for the rest.
@@ -99,22 +99,35 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--format", choices=["int16", "int24", "int32", "float32"],
                           default="float32")
 
+    modbus = sub.add_parser("modbus", help="the Modbus TCP server's register map")
+    modbus_sub = modbus.add_subparsers(dest="modbus_command", required=True, metavar="ACTION")
+    modbus_map = modbus_sub.add_parser(
+        "map", help="print the register map of a config (default: the built-in one)")
+    modbus_map.add_argument("--config", type=Path)
+    modbus_map.add_argument("--markdown", action="store_true",
+                            help="a Markdown table (docs/modbus.md)")
+
     bench = sub.add_parser("bench", help="measure the DSP graph (or the actions) and print it")
-    bench.add_argument("what", nargs="?", choices=["dsp", "actions", "python-actions", "web"],
+    bench.add_argument("what", nargs="?",
+                       choices=["dsp", "actions", "python-actions", "web", "modbus"],
                        default="dsp",
                        help="dsp: graph vs a scipy reference; actions: MQTT latency, outbox "
                        "throughput, DSP cost of the actions (needs mosquitto); "
                        "python-actions: trigger latency, DSP cost, worker start/memory, "
                        "reload latency; web: DSP real-time factor and memory under 200 "
-                       "stream clients and a slowloris client")
+                       "stream clients and a slowloris client; modbus: read latency and "
+                       "DSP real-time factor with 20 polling Modbus clients")
     bench.add_argument("--config", type=Path)
     bench.add_argument("--seconds", type=float, default=20.0,
                        help="actions: how long to measure the latency")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--frames", type=int, default=200)
     bench.add_argument("--rounds", type=int, default=7)
-    bench.add_argument("--clients", type=int, default=200,
-                       help="web: concurrent stream clients")
+    bench.add_argument("--clients", type=int, default=None,
+                       help="web: concurrent stream clients (200); modbus: polling clients "
+                       "(20)")
+    bench.add_argument("--polls", type=int, default=200,
+                       help="modbus: polls timed per round for the latency")
     bench.add_argument("--probe-first-result", action="store_true", help=argparse.SUPPRESS)
     return parser
 
@@ -153,6 +166,14 @@ def _cmd_config(args: argparse.Namespace, out: TextIO) -> int:
     warned = f", {count} warning{'s' if count != 1 else ''}" if count else ""
     out.write(f"{args.file}: OK ({len(doc.config.processing.default_graph.nodes)} nodes"
               f"{warned})\n")
+    return EXIT_OK
+
+
+def _cmd_modbus(args: argparse.Namespace, out: TextIO) -> int:
+    from firmware.modbus.registers import RegisterMap
+
+    register_map = RegisterMap.from_config(_load(args.config).config)
+    out.write(register_map.format_markdown() if args.markdown else register_map.format_text())
     return EXIT_OK
 
 
@@ -260,9 +281,17 @@ def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
         from firmware.bench.web import format_web_report, run_web_bench
 
         figures = run_web_bench(seconds=args.seconds, rounds=args.rounds,
-                                clients=args.clients)
+                                clients=args.clients or 200)
         out.write(json.dumps(figures) + "\n" if args.json
                   else format_web_report(figures) + "\n")
+        return EXIT_OK
+    if args.what == "modbus":
+        from firmware.bench.modbus import format_modbus_report, run_modbus_bench
+
+        figures = run_modbus_bench(seconds=args.seconds, rounds=args.rounds,
+                                   clients=args.clients or 20, polls=args.polls)
+        out.write(json.dumps(figures) + "\n" if args.json
+                  else format_modbus_report(figures) + "\n")
         return EXIT_OK
     if args.what == "actions":
         from firmware.bench.actions import format_actions_report, run_actions_bench
@@ -301,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_analyze(args, out)
         if args.command == "simulate":
             return _cmd_simulate(args)
+        if args.command == "modbus":
+            return _cmd_modbus(args, out)
         return _cmd_bench(args, out)
     except ConfigError as exc:
         print("pafw: configuration error:", file=sys.stderr)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from functools import partial
 from pathlib import Path
@@ -56,6 +57,9 @@ class Appliance:
             store=EventStore(events_path(self.analyzer.state_dir)))
         #: set when something a status reader waits for changed (a script reload)
         self.status_dirty = threading.Event()
+        #: views of the appliance built above it (the Modbus server) add their status here:
+        #: name -> get_status, joined into get_status() under that name
+        self.status_parts: dict[str, Callable[[], dict[str, Any]]] = {}
         try:
             if cfg.hal.relays or cfg.hal.leds:
                 self.hal = Hal(cfg.hal)
@@ -270,4 +274,6 @@ class Appliance:
         if self.python_handlers:
             status["script_sandbox"] = self.confinement_status
         status["events"] = self.action_events.get_status()
+        for name, part in self.status_parts.items():
+            status[name] = part()
         return status

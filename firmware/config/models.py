@@ -21,6 +21,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from firmware.actions.mqtt.settings import MqttSettings
 from firmware.config.chain import chain_problems
+from firmware.config.modbus import ModbusSettings
 from firmware.config.processing import NodeSettings, ProcessingSettings
 from firmware.config.web import WebSettings
 from firmware.dsp.sources.settings import AcquisitionSettings
@@ -101,6 +102,7 @@ class Config(StrictModel):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     scripts: ScriptsSettings = Field(default_factory=ScriptsSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    modbus: ModbusSettings = Field(default_factory=ModbusSettings)
     values: dict[str, Any] = Field(
         default_factory=dict,
         description="named values (YAML anchors, ``name: &name 2000.0``) that node parameters "

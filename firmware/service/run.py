@@ -17,6 +17,7 @@ from firmware.app.appliance import Appliance
 from firmware.app.rates import RateSampler
 from firmware.app.status_file import snapshot_path, write_snapshot
 from firmware.config.loader import ConfigDocument
+from firmware.modbus.server import ModbusServer
 from firmware.service.sdnotify import Notifier
 from firmware.service.status_line import status_line
 from firmware.web.server import WebServer
@@ -37,6 +38,11 @@ class Service:
         web = doc.config.web
         self.web: WebServer | None = (WebServer(self.appliance, web, self.appliance.operations)
                                       if web.enabled else None)
+        self.modbus: ModbusServer | None = None
+        if doc.config.modbus.enabled:
+            self.modbus = ModbusServer(self.appliance, doc.config.modbus,
+                                       self.appliance.operations)
+            self.appliance.status_parts["modbus"] = self.modbus.get_status
 
     def request_stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
         """Signal handler: ask the main loop to stop."""
@@ -79,6 +85,8 @@ class Service:
         log.info("kernels ready in %.2f s (cache %s)", warm, cfg.paths.cache_dir)
         if self.web is not None:
             self.web.start()
+        if self.modbus is not None:
+            self.modbus.start()
         self.notifier.ready(f"running: {source_name}, kernels warm in {warm:.2f} s")
         self._write_snapshot("running")
         interval = cfg.processing.status_interval_s
@@ -123,6 +131,8 @@ class Service:
             self.notifier.stopping()
             if self.web is not None:
                 self.web.stop()
+            if self.modbus is not None:
+                self.modbus.stop()
             self.appliance.stop()
             self._write_snapshot("failed" if analyzer.fault else "stopped")
         if analyzer.fault:

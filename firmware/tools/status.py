@@ -84,6 +84,14 @@ def summarize(snapshot: dict[str, Any]) -> tuple[bool, str]:
     if web and running:
         where = web.get("url") or f"NOT LISTENING ({web.get('bind_error')})"
         lines.append(f"  dashboard {where}: {_count(web.get('streams'))} live clients")
+    modbus = snapshot.get("modbus")
+    if modbus and running:
+        where = (f"{modbus.get('bind')}:{modbus['port']}" if modbus.get("port") is not None
+                 else f"NOT LISTENING ({modbus.get('bind_error')})")
+        lines.append(f"  modbus {where}: {_count(modbus.get('connections'))} clients, "
+                     f"{_count(modbus.get('requests'))} requests, "
+                     f"{_count(modbus.get('errors'))} exceptions, "
+                     f"{_count(modbus.get('refused_writes'))} refused writes")
     sandbox = snapshot.get("script_sandbox")
     if sandbox:
         uid = "a uid per action" if sandbox.get("per_action_uid") else "the appliance's uid"

@@ -191,3 +191,44 @@ def test_pafw_status_reads_only_the_paths_of_the_config(state_env, tmp_path):
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          timeout=120, env={**os.environ, **state_env})
     assert out.stdout.strip().endswith("[]"), out.stdout + out.stderr
+
+
+def test_pafw_run_serves_modbus_when_enabled_and_reports_it(state_env, tmp_path):
+    import yaml
+    from pymodbus.client import ModbusTcpClient
+
+    from tests.conftest import free_port
+    from tests.waiting import wait_until
+
+    port = free_port()
+    config = tmp_path / "pafw.yaml"
+    data = yaml.safe_load(pafw("config", "default", env=state_env).stdout)
+    data["processing"]["status_interval_s"] = 0.5
+    data["modbus"].update(enabled=True, port=port)
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    proc = subprocess.Popen([sys.executable, "-m", "firmware.cli", "run", "--config",
+                             str(config)], env={**os.environ, **state_env},
+                            stderr=subprocess.DEVNULL)
+    client = ModbusTcpClient("127.0.0.1", port=port, timeout=5, retries=0)
+    try:
+        wait_until(lambda: proc.poll() is not None or client.connect(), timeout_s=180,
+                   what="pafw run's Modbus server", poll_s=0.2)
+        assert proc.poll() is None, "pafw run ended"
+        reply = client.read_input_registers(0, count=16)
+        assert not reply.isError() and reply.registers[2] == 1  # the layout version
+
+        def reported():
+            out = pafw("status", "--config", str(config), "--json", env=state_env)
+            modbus = json.loads(out.stdout).get("modbus") if out.returncode == 0 else None
+            return modbus is not None and modbus["port"] == port and modbus["requests"] >= 1
+
+        wait_until(reported, timeout_s=60, what="the Modbus status in pafw status",
+                   poll_s=0.5)
+        out = pafw("status", "--config", str(config), env=state_env)
+        assert f"  modbus 127.0.0.1:{port}: " in out.stdout
+    finally:
+        client.close()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
