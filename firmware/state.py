@@ -63,6 +63,11 @@ class ComputingResult(NamedTuple):
     concentration_ppm: float = math.nan
     source_node_id: str | None = None
     clamped: bool = False
+    #: The measurement-cycle phase the frame was captured in (None when no cycle runs).
+    phase: str | None = None
+    #: Quality flags carried on the record, as commercial analyzers flag each one: short
+    #: snake_case names, e.g. ``outside_calibrated_range`` or a failed self-test check.
+    flags: tuple[str, ...] = ()
 
     def age_s(self, now_monotonic: float | None = None) -> float:
         """Seconds since the frame this result came from was captured."""
@@ -75,6 +80,7 @@ class ComputingResult(NamedTuple):
             if isinstance(value, float) and not math.isfinite(value):
                 value = None
             out[name] = value
+        out["flags"] = list(self.flags)
         out["time"] = iso_utc(self.timestamp)
         return out
 

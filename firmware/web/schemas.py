@@ -142,6 +142,8 @@ class Result(Shape):
     concentration_ppm: float | None
     source_node_id: str | None
     clamped: bool
+    phase: str | None
+    flags: list[str]
 
 
 class ResultsResponse(Shape):
