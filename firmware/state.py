@@ -9,8 +9,9 @@ writer: no lock is taken on the hot path.
 from __future__ import annotations
 
 import math
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
@@ -85,10 +86,47 @@ class ComputingResult(NamedTuple):
         return out
 
 
+class RecordMarks:
+    """The phase and quality flags stamped on every result the nodes publish from now on.
+
+    Written from control threads (the measurement cycle sets the phase, the self-test and the
+    calibration their flags), read by the nodes on the DSP thread: each value is one attribute
+    holding an immutable object, replaced whole, so a reader needs no lock and never blocks.
+    Flags come from several owners; each owner replaces only its own set.
+
+    >>> marks = RecordMarks()
+    >>> marks.set_flags("selftest", ["mic_b_clipping"])
+    >>> marks.set_flags("calibration", ["calibration_overdue"])
+    >>> marks.flags
+    ('calibration_overdue', 'mic_b_clipping')
+    >>> marks.set_flags("selftest", [])
+    >>> marks.flags
+    ('calibration_overdue',)
+    """
+
+    def __init__(self) -> None:
+        self.phase: str | None = None
+        self.flags: tuple[str, ...] = ()
+        self._by_owner: dict[str, frozenset[str]] = {}
+        self._lock = threading.Lock()
+
+    def set_flags(self, owner: str, flags: Iterable[str]) -> None:
+        """Replace the flags ``owner`` raises (an empty iterable clears them)."""
+        with self._lock:
+            self._by_owner[owner] = frozenset(flags)
+            self.flags = tuple(sorted(set().union(*self._by_owner.values())))
+
+    def flags_of(self, owner: str) -> frozenset[str]:
+        """The flags ``owner`` currently raises."""
+        return self._by_owner.get(owner, frozenset())
+
+
 class ComputingState:
     """Latest result per node id; written by the DSP thread, read from anywhere."""
 
     def __init__(self) -> None:
+        #: phase and flags the nodes stamp on each result they publish
+        self.marks = RecordMarks()
         self._latest: dict[str, ComputingResult] = {}
         self._updates = 0
         self._listener: Callable[[ComputingResult], None] | None = None

@@ -137,6 +137,8 @@ class ConcentrationNode(Node):
                 concentration_ppm=ppm,
                 source_node_id=self.source_node,
                 clamped=bool(self._calculator.last_clamped) if source.detected else False,
+                phase=self._state.marks.phase,
+                flags=self._state.marks.flags,
             )
         )
         return signal

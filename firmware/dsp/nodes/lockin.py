@@ -68,6 +68,8 @@ class LockInNode(Node):
                 amplitude=amplitude,
                 amplitude_db=20.0 * np.log10(amplitude) if amplitude > 0.0 else -np.inf,
                 phase_rad=res.phase_rad,
+                phase=self._state.marks.phase,
+                flags=self._state.marks.flags,
             )
         )
         return signal

@@ -125,6 +125,8 @@ class PeakFinderNode(Node):
                 amplitude_db=peak.amplitude_db,
                 snr_db=peak.snr_db,
                 coherence=peak.coherence,
+                phase=self._state.marks.phase,
+                flags=self._state.marks.flags,
             )
         )
         return signal
