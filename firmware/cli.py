@@ -129,6 +129,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--polls", type=int, default=200,
                        help="modbus: polls timed per round for the latency")
     bench.add_argument("--probe-first-result", action="store_true", help=argparse.SUPPRESS)
+
+    health = sub.add_parser(
+        "health", help="wait until the appliance is healthy: READY, DSP advancing, MQTT "
+        "online, no failed action (the gate of a fleet update; exit 1 if not)")
+    health.add_argument("--config", type=Path, help="the appliance's config file")
+    health.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
+                        help="give up after this long (default 30; the DSP check needs two "
+                        "status snapshots, processing.status_interval_s apart)")
+    health.add_argument("--unit", metavar="UNIT",
+                        help="also require this systemd unit active, its main process the "
+                        "snapshot's, and no restart while waiting (e.g. pafw.service)")
+    health.add_argument("--release", metavar="ID", help="require this release to be running")
+    health.add_argument("--no-mqtt", action="store_true",
+                        help="do not require the MQTT link to be connected")
     return parser
 
 
@@ -311,6 +325,23 @@ def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _cmd_health(args: argparse.Namespace, out: TextIO) -> int:
+    import time
+
+    from firmware.app.status_file import snapshot_path
+    from firmware.config.loader import load_paths
+    from firmware.tools.health import HealthGate, report
+
+    if not args.wait >= 0:
+        raise PafwError(f"--wait must be 0 or more seconds, got {args.wait}")
+    gate = HealthGate(snapshot_path(load_paths(args.config).state_dir), unit=args.unit,
+                      release=args.release, mqtt_required=not args.no_mqtt)
+    started = time.monotonic()
+    verdict = gate.wait(args.wait)
+    out.write(report(verdict, waited_s=time.monotonic() - started) + "\n")
+    return EXIT_OK if verdict.healthy else EXIT_FAILURE
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `pafw` console script."""
     args = build_parser().parse_args(argv)
@@ -332,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_simulate(args)
         if args.command == "modbus":
             return _cmd_modbus(args, out)
+        if args.command == "health":
+            return _cmd_health(args, out)
         return _cmd_bench(args, out)
     except ConfigError as exc:
         print("pafw: configuration error:", file=sys.stderr)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware import __version__
+from firmware.app.release import release_id
 from firmware.config.loader import ConfigDocument
 from firmware.dsp.frame import Frame
 from firmware.dsp.fusion import fuse_linear_chains
@@ -204,6 +205,7 @@ class Analyzer:
         uptime = time.monotonic() - self.started_monotonic
         return {
             "version": __version__,
+            "release": release_id(),
             "uptime_s": round(uptime, 3),
             "sample_rate": self.sample_rate,
             "frame_size": self.frame_size,

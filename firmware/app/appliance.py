@@ -16,7 +16,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from firmware import __version__
 from firmware.actions.base import ActionContext, ActionHandler, ActionNode, ScriptsContext
 from firmware.actions.control import ControlLoop
 from firmware.actions.event_log import ActionEventLog
@@ -32,6 +31,7 @@ from firmware.actions.python.sandbox import can_switch_user
 from firmware.app.analyzer import Analyzer
 from firmware.app.file_watch import FileWatcher
 from firmware.app.operations import Operations
+from firmware.app.release import release_id
 from firmware.config.loader import ConfigDocument, load_config
 from firmware.dsp.node import DETECTOR_KINDS
 from firmware.errors import ActionError, ConfigError, HalError
@@ -66,7 +66,7 @@ class Appliance:
             if cfg.mqtt.enabled:
                 self.mqtt = MqttLink(cfg.mqtt, device_id=cfg.device.id,
                                      state_dir=self.analyzer.state_dir,
-                                     software_version=__version__, device_name=cfg.device.name,
+                                     software_version=release_id(), device_name=cfg.device.name,
                                      gas=cfg.device.gas)
             if any(isinstance(node, PythonActionNode) for node in self.action_nodes):
                 switching = can_switch_user()

@@ -22,6 +22,9 @@ def _count(value: Any) -> int:
 def _header(snapshot: dict[str, Any], state: str, alive: bool) -> tuple[bool, str]:
     """(running, the first line): running, stopped, failed or dead, with when and why."""
     version = snapshot.get("version", "?")
+    release = snapshot.get("release")
+    if isinstance(release, str) and release != version:  # the build, when it says more
+        version = f"{version} (release {release})"
     pid = snapshot.get("pid") if isinstance(snapshot.get("pid"), int) else None
     pid_text = "" if pid is None else f"pid {pid}, "
     written = snapshot.get("written_at")

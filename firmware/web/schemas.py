@@ -121,6 +121,8 @@ class ApplianceStatus(Shape):
     health: HealthStatus
     mqtt: MqttSummary
     web: WebStatus
+    #: the release it runs: version plus build identity (firmware.app.release)
+    release: str
 
 
 class Result(Shape):

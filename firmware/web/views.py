@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from firmware.actions.base import ActionHandler
 from firmware.actions.triggers import DataTimeoutTrigger, ThresholdTrigger
+from firmware.app.release import release_id
 from firmware.state import iso_utc
 from firmware.stats import latency_summary
 
@@ -177,6 +178,7 @@ def status(appliance: Appliance, rates: RateSampler, process: dict[str, Any],
         "realtime_factor": rates.realtime_factor, "overruns": analyzer.overruns,
         "dsp_cpu_percent": rates.dsp_cpu_percent, "process": process,
         "health": health(appliance), "mqtt": _mqtt(appliance), "web": web,
+        "release": release_id(),
     }
 
 

@@ -7,7 +7,8 @@ topic                  retained   QoS     payload
 =====================  =========  ======  ==============================================
 ``measurements``       no         1       JSON ``{"seq", "ts", "time", "results": ...}``
 ``events``             no         1       JSON ``{"seq", "ts", "time", ...event...}``
-``status``             yes        1       JSON status dict (``ts``/``time`` added)
+``status``             yes        1       JSON status dict (``ts``/``time`` added;
+                                          ``version`` and ``release``: the build it runs)
 ``state/<name>``       yes        1       string (``ON``/``OFF``) or JSON
 ``availability``       yes        1       ``online`` on every connect, ``offline`` on a
                                           clean stop and as the LWT (process death)

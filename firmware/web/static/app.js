@@ -393,6 +393,7 @@ function renderHealthPanel(s) {
   set('health-rss', rss === null ? DASH : `${(rss / 1e6).toFixed(1)} MB`);
   set('health-ver', str(s.version) || DASH);
   setText($('#health-version'), s.version ? `v${str(s.version)}` : '');
+  set('health-release', str(s.release) || DASH);
   const mq = obj(s.mqtt);
   if (!mq) set('health-mqtt', DASH);
   else if (!mq.enabled) set('health-mqtt', 'disabled');
