@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--identity", "-i", type=Path, help="SSH private key")
     push.add_argument("--ssh-option", "-o", action="append", default=[], metavar="OPTION",
                       help="extra ssh/scp -o option (repeatable)")
-    push.add_argument("--remote-pafw", default="/opt/pafw/venv/bin/pafw",
+    push.add_argument("--remote-pafw", default="/opt/pafw/current/venv/bin/pafw",
                       help="the pafw command on the appliance")
     push.add_argument("--remote-config", default="/etc/pafw/config.yaml",
                       help="the appliance's config file")

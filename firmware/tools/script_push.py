@@ -36,7 +36,7 @@ class PushTarget:
     port: int | None = None
     identity: Path | None = None
     options: list[str] = field(default_factory=list)
-    remote_pafw: str = "/opt/pafw/venv/bin/pafw"  # a command line: split like a shell
+    remote_pafw: str = "/opt/pafw/current/venv/bin/pafw"  # a command line: split like a shell
     remote_config: str = "/etc/pafw/config.yaml"
 
     def _common(self, port_flag: str) -> list[str]:

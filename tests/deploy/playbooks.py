@@ -26,6 +26,7 @@ ANSIBLE_DIR = REPO / "deploy" / "ansible"
 ROLE_DIR = ANSIBLE_DIR / "roles" / "pafw"
 EXAMPLE_INVENTORY = ANSIBLE_DIR / "inventory" / "example" / "hosts.yml"
 RENDER_PLAYBOOK = Path(__file__).resolve().parent / "render_unit.yml"
+PRUNE_PLAYBOOK = Path(__file__).resolve().parent / "prune_releases.yml"
 REQUIREMENTS = REPO / "deploy" / "requirements-dev.txt"
 
 

@@ -32,6 +32,7 @@ import yaml
 from tests.deploy.debian_root import BootedRoot, DebianRoot, ensure_host_packages
 from tests.deploy.playbooks import (
     EXAMPLE_INVENTORY,
+    PRUNE_PLAYBOOK,
     RENDER_PLAYBOOK,
     REPO,
     PlaybookRun,
@@ -40,6 +41,7 @@ from tests.deploy.playbooks import (
     run_tool,
     tool,
 )
+from tests.mqtt_broker import Broker
 
 MAX_EXPOSURE = 4.0
 MQTT_PASSWORD = 'p@ss "w$rd` \\ end'  # every character the env file must escape
@@ -133,6 +135,24 @@ def test_unit_verifies_with_a_stub_executable(tmp_path: Path) -> None:
     done = subprocess.run([systemd_analyze(), "verify", str(unit)], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0 and not done.stderr.strip(), done.stderr
+
+
+@pytest.mark.parametrize(("switching", "kept"), [
+    (False, {"r1", "r3", "r5"}),  # a rerun: current r3, previous r1 (the oldest) are kept
+    (True, {"r2", "r3", "r5"}),   # an update from r2 to r3: r2 is the rollback target
+], ids=["rerun", "update"])
+def test_pruning_keeps_the_newest_and_never_current_or_previous(
+        tmp_path: Path, switching: bool, kept: set[str]) -> None:
+    releases = tmp_path / "releases"
+    for age, name in enumerate(["r1", "r2", "r3", "r4", "r5"]):
+        (releases / name / "venv").mkdir(parents=True)
+        os.utime(releases / name, (1_700_000_000 + age, 1_700_000_000 + age))
+    done = run_tool([tool("ansible-playbook"), str(PRUNE_PLAYBOOK), "-e", json.dumps({
+        "pafw_releases_dir": str(releases), "pafw_release_dir": str(releases / "r3"),
+        "pafw_switching": switching, "pafw_old_release": "r2" if switching else "r3",
+        "pafw_old_previous": "r1", "pafw_releases_keep": 3})])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert {p.name for p in releases.iterdir()} == kept
 
 
 # ------------------------------------------------------------------ the real deployment
@@ -273,7 +293,8 @@ class TestDeployment:
             "/var/cache/pafw/numba": ("pafw", "pafw", 0o750, stat.S_IFDIR),
             # the root of the actions' data directories: traversable by their uids
             "/var/lib/pafw-worker": ("pafw", "pafw", 0o711, stat.S_IFDIR),
-            "/opt/pafw/venv/bin/pafw": ("root", "root", 0o755, stat.S_IFREG),
+            "/opt/pafw/current/venv/bin/pafw": ("root", "root", 0o755, stat.S_IFREG),
+            "/opt/pafw/releases": ("root", "root", 0o755, stat.S_IFDIR),
             "/etc/systemd/system/pafw.service": ("root", "root", 0o644, stat.S_IFREG),
         }
         for path, (owner, group, mode, kind) in expected.items():
@@ -322,14 +343,22 @@ class TestDeployment:
     def test_firmware_installed_from_the_wheel(self, deployment: Deployment) -> None:
         root = deployment.root
         version = deployment.wheel.name.split("-")[1]
-        shown = root.run(["/opt/pafw/venv/bin/python", "-m", "pip", "show", "pafw"]).stdout
+        release = f"{version}-{hashlib.sha256(deployment.wheel.read_bytes()).hexdigest()[:10]}"
+        current = root.path / "opt/pafw/current"
+        assert current.is_symlink() and os.readlink(current) == f"releases/{release}"
+        assert not (root.path / "opt/pafw/previous").exists()  # the first release
+        assert (current / "RELEASE").read_text() == f"{release}\n"
+        assert (current / deployment.wheel.name).read_bytes() == deployment.wheel.read_bytes()
+        shown = root.run(["/opt/pafw/current/venv/bin/python", "-m", "pip", "show",
+                          "pafw"]).stdout
         assert f"Version: {version}" in shown
-        direct = root.run(["/opt/pafw/venv/bin/python", "-c",
+        direct = root.run(["/opt/pafw/current/venv/bin/python", "-c",
                            "import importlib.metadata as m;"
                            "print(m.distribution('pafw').read_text('direct_url.json'))"]).stdout
-        assert f"/opt/pafw/wheels/{deployment.wheel.name}" in direct
-        assert root.run(["/opt/pafw/venv/bin/python", "-c", "import alsaaudio"]).returncode == 0
-        checked = root.run(["/opt/pafw/venv/bin/pafw", "config", "check",
+        assert f"/opt/pafw/releases/{release}/{deployment.wheel.name}" in direct
+        assert root.run(["/opt/pafw/current/venv/bin/python", "-c",
+                         "import alsaaudio"]).returncode == 0
+        checked = root.run(["/opt/pafw/current/venv/bin/pafw", "config", "check",
                             "/etc/pafw/config.yaml"], user="pafw", check=False)
         assert checked.returncode == 0, checked.stdout + checked.stderr
 
@@ -337,7 +366,7 @@ class TestDeployment:
         """`pafw run` as systemd would start it: user pafw, the env file, UMask=0027."""
         root = deployment.root
         done = root.run(["sh", "-c", "set -a; . /etc/pafw/pafw.env; set +a; cd /var/lib/pafw; "
-                         "umask 0027; exec runuser -u pafw -- /opt/pafw/venv/bin/pafw run "
+                         "umask 0027; exec runuser -u pafw -- /opt/pafw/current/venv/bin/pafw run "
                          "--config /etc/pafw/config.yaml --seconds 3"], check=False, timeout=300)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "stopped cleanly" in done.stderr + done.stdout
@@ -347,9 +376,11 @@ class TestDeployment:
                   for e in (root.path / "etc/passwd").read_text().splitlines()}
         assert st.st_uid == passwd["pafw"] and stat.S_IMODE(st.st_mode) == 0o640
         assert any((root.path / "var/cache/pafw/numba").rglob("*.nbi")), "no kernel cache"
-        status = root.run(["/opt/pafw/venv/bin/pafw", "status", "--config",
+        status = root.run(["/opt/pafw/current/venv/bin/pafw", "status", "--config",
                            "/etc/pafw/config.yaml"], user="operator1", check=False)
-        assert "pafw 0.1.0" in status.stdout, status.stdout + status.stderr
+        release = os.readlink(root.path / "opt/pafw/current").removeprefix("releases/")
+        assert status.stdout.startswith(f"pafw 0.1.0 (release {release}): stopped"), (
+            status.stdout + status.stderr)
 
     def test_rebuilt_wheel_and_boot_options(self, deployment: Deployment,
                                             tmp_path: Path) -> None:
@@ -362,15 +393,22 @@ class TestDeployment:
         (boot / "cmdline.txt").write_text(PI_CMDLINE_TXT)
         rebuilt = build_wheel(tmp_path / "dist")
         assert rebuilt.read_bytes() != deployment.wheel.read_bytes()
+        first = os.readlink(root.path / "opt/pafw/current")
         shutil.copyfile(rebuilt, deployment.wheel)
         run = deployment.play("boot+rebuilt", extra_vars=BOOT_VARS)
         assert run.returncode == 0, run.describe()
         changed = set(run.changed_tasks())
-        assert {"Copy the firmware wheel", "Reinstall a rebuilt wheel of the same version",
+        # a rebuilt wheel is another release, beside the first, which becomes the previous
+        assert {"Copy the firmware wheel into the release",
+                "Install the firmware and its dependencies into the release's venv",
+                "Write the release id", "Record the release the host ran as the previous one",
+                "Switch the current link to the new release",
                 "Add the I2S microphone overlay to config.txt",
                 "Enable the memory cgroup controller on the kernel command line"} <= changed
         assert run.ran("Report the pending reboot") and not run.ran(
             "Reboot for the boot configuration")
+        assert os.readlink(root.path / "opt/pafw/previous") == first
+        assert os.readlink(root.path / "opt/pafw/current") != first
         again = deployment.play("boot-reapply", extra_vars=BOOT_VARS)
         assert again.total("changed") == 0, again.describe()
         config_txt = (boot / "config.txt").read_text()
@@ -399,6 +437,7 @@ class Service:
     """The role applied to a booted container: the unit really runs under systemd."""
 
     booted: BootedRoot
+    broker: Broker
     runs: dict[str, PlaybookRun] = field(default_factory=dict)
     main_pids: dict[str, int] = field(default_factory=dict)
     #: /proc/<MainPID>/status and the options of its "/" mount, after each run
@@ -429,16 +468,20 @@ class Service:
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """Boot a fresh root, apply the role (systemd found running) without the worker user
-    switch, apply it again, then turn the switch on (a unit change)."""
+    switch, apply it again, then turn the switch on (a unit change). The container shares
+    the host's network: its appliance reaches a private broker on the host's loopback, which
+    the health gate after each restart requires."""
     if os.geteuid() != 0:
         pytest.skip("the deploy tests need root (debootstrap, systemd-nspawn)")
     tool("ansible-playbook")
     work = tmp_path_factory.mktemp("deploy-systemd")
     wheel = build_wheel(work / "dist")
-    with DebianRoot(mount_proc=False) as root, BootedRoot(root) as booted:
+    with Broker(work / "broker") as broker, DebianRoot(mount_proc=False) as root, \
+            BootedRoot(root) as booted:
         inventory = work / "hosts.yml"
-        write_inventory(inventory, root.path, wheel, ansible_chroot_exe=str(booted.chroot_exe))
-        deployed = Service(booted=booted)
+        write_inventory(inventory, root.path, wheel, ansible_chroot_exe=str(booted.chroot_exe),
+                        pafw_mqtt_port=broker.port, pafw_timeout_start_sec=240)
+        deployed = Service(booted=booted, broker=broker)
         confined = {"pafw_worker_user_switch": False}
         deployed.record("apply", run_playbook(inventory, extra_vars=confined))
         deployed.record("reapply", run_playbook(inventory, extra_vars=confined))
@@ -457,6 +500,8 @@ class TestUnderSystemd:
         assert apply.returncode == 0 and apply.total("failures") == 0, apply.describe()
         assert apply.ran("Enable and start the service")
         assert apply.ran("Reload systemd") and apply.ran("Restart pafw")
+        (gate,) = [r for n, r in apply.results if n == "Wait for the health gate"]
+        assert gate["rc"] == 0 and "ok: MQTT online" in gate["stdout"], gate
         assert not apply.ran("Enable the service without a running systemd")
         show = service.booted.run(["systemctl", "show", "pafw.service", "--property=ActiveState",
                                    "--property=UnitFileState", "--property=StatusText"]).stdout
