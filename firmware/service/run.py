@@ -19,6 +19,7 @@ from firmware.app.status_file import snapshot_path, write_snapshot
 from firmware.config.loader import ConfigDocument
 from firmware.modbus.server import ModbusServer
 from firmware.service.sdnotify import Notifier
+from firmware.service.start_timeout import StartTimeoutExtender
 from firmware.service.status_line import status_line
 from firmware.web.server import WebServer
 
@@ -78,7 +79,8 @@ class Service:
         for warning in self.doc.warnings:
             log.warning("config: %s", warning)
         try:
-            warm = self.appliance.start()
+            with StartTimeoutExtender(self.notifier):
+                warm = self.appliance.start()
         except BaseException:
             self.appliance.stop()
             raise

@@ -3,7 +3,8 @@
 Under ``Type=notify`` systemd sets ``NOTIFY_SOCKET``; elsewhere every call is a no-op. The
 appliance sends READY=1 once its kernels are warm and the DSP thread runs, WATCHDOG=1 while
 the DSP thread makes progress (``WATCHDOG_USEC`` gives the deadline), STATUS=<line> with the
-status line, and STOPPING=1 when it shuts down.
+status line, STOPPING=1 when it shuts down, and EXTEND_TIMEOUT_USEC=<µs> while a slow start (a
+first compile of the kernels on a Pi) is still making its way to READY=1.
 """
 
 from __future__ import annotations
@@ -62,6 +63,13 @@ class Notifier:
     def status(self, line: str) -> bool:
         """STATUS=<line>, shown by ``systemctl status``."""
         return self.notify(f"STATUS={line}")
+
+    def extend_timeout(self, seconds: float, status: str = "") -> bool:
+        """EXTEND_TIMEOUT_USEC: the start may take ``seconds`` more from now (systemd moves
+        its TimeoutStartSec deadline out to at least that), with an optional STATUS."""
+        usec = max(1, round(seconds * 1e6))
+        return self.notify(f"EXTEND_TIMEOUT_USEC={usec}",
+                           *([f"STATUS={status}"] if status else []))
 
     def stopping(self) -> bool:
         """STOPPING=1."""

@@ -80,6 +80,14 @@ def test_each_notification_is_one_datagram_with_its_fields(systemd: Systemd) -> 
     assert (notifier.sent, notifier.errors) == (6, 0)
 
 
+def test_extend_timeout_in_microseconds(systemd: Systemd) -> None:
+    notifier = Notifier(systemd.address)
+    assert notifier.extend_timeout(30, "starting: compiling") is True
+    assert systemd.receive() == ["EXTEND_TIMEOUT_USEC=30000000", "STATUS=starting: compiling"]
+    assert notifier.extend_timeout(0.0000001) is True
+    assert systemd.receive() == ["EXTEND_TIMEOUT_USEC=1"]
+
+
 def test_the_address_comes_from_notify_socket(systemd: Systemd,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NOTIFY_SOCKET", systemd.address)
