@@ -16,6 +16,7 @@ so READY=1 is seen exactly as systemd would see it. Measured:
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
 import signal
@@ -31,8 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from firmware.config.loader import default_config_text
 
 #: what `pafw run` may import, each measured alone; the last line is the whole run path
 DEPENDENCIES = (
@@ -146,7 +145,11 @@ def _config_file(workdir: Path, base: Path | None, python_actions: int) -> Path 
     """The config to run: ``base`` (or the default) with ``python_actions`` script actions."""
     if python_actions == 0:
         return base
-    text = base.read_text(encoding="utf-8") if base is not None else default_config_text()
+    # the packaged file itself: the bench process imports nothing the appliance maps (numba's
+    # LLVM above all), so the appliance's pages are its own and USS/page-out mean what they say
+    text = (base.read_text(encoding="utf-8") if base is not None else
+            importlib.resources.files("firmware").joinpath("default_config.yaml")
+            .read_text(encoding="utf-8"))
     data = yaml.safe_load(text)
     data.pop("values", None)  # anchors are resolved already
     graph = data["processing"]["default_graph"]
@@ -217,8 +220,9 @@ class _Launch:
         while time.perf_counter() < deadline:
             self._poll_notify()
             if self.proc.poll() is not None:
+                stderr = self.proc.stderr.read() if self.proc.stderr else ""
                 raise RuntimeError(f"pafw run exited with {self.proc.returncode}: "
-                                   f"{(self.proc.stderr.read() if self.proc.stderr else '')[-2000:]}")
+                                   f"{stderr[-2000:]}")
             if _first_result(self.port):
                 seconds = time.perf_counter() - self.started
                 self._poll_notify()
