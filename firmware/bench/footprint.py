@@ -182,7 +182,8 @@ def _first_result(port: int) -> bool:
 class _Launch:
     """One `pafw run` child with its private directories, ports and notify socket."""
 
-    def __init__(self, workdir: Path, config: Path | None, *, cwd: Path | None) -> None:
+    def __init__(self, workdir: Path, config: Path | None, *, cwd: Path | None,
+                 cache_dir: Path) -> None:
         self.port = free_port()
         self.notify_path = workdir / "notify.sock"
         self.notify_path.unlink(missing_ok=True)
@@ -193,7 +194,7 @@ class _Launch:
             env.pop(name, None)
         env.update(PAFW_STATE_DIR=str(workdir / "state"),
                    PAFW_SCRIPTS_DIR=str(workdir / "scripts"),
-                   PAFW_CACHE_DIR=str(workdir / "cache"), PAFW_WEB_BIND="127.0.0.1",
+                   PAFW_CACHE_DIR=str(cache_dir), PAFW_WEB_BIND="127.0.0.1",
                    PAFW_WEB_PORT=str(self.port), PAFW_MQTT_HOST="127.0.0.1",
                    PAFW_MQTT_PORT=str(free_port()), NOTIFY_SOCKET=str(self.notify_path))
         cmd = [sys.executable, "-m", "firmware.cli", "run"]
@@ -255,9 +256,11 @@ class _Launch:
 
 def run_footprint_bench(*, config: Path | None = None, settle_s: float = 5.0,
                         warm_runs: int = 2, python_actions: int = 0, imports: bool = True,
-                        cwd: Path | None = None, timeout_s: float = 120.0) -> dict[str, Any]:
+                        cwd: Path | None = None, cache_dir: Path | None = None,
+                        timeout_s: float = 300.0) -> dict[str, Any]:
     """Start `pafw run` ``1 + warm_runs`` times (cold, then warm caches); measure memory on
-    the last start after ``settle_s``; JSON-safe figures."""
+    the last start after ``settle_s``; JSON-safe figures. ``cache_dir``: the kernel and
+    design cache to use (default: a new, empty one, so the first start is cold)."""
     with tempfile.TemporaryDirectory(prefix="pafw-footprint-") as tmp:
         workdir = Path(tmp)
         (workdir / "scripts").mkdir()
@@ -266,7 +269,8 @@ def run_footprint_bench(*, config: Path | None = None, settle_s: float = 5.0,
         starts: list[dict[str, float]] = []
         memory: dict[str, Any] = {}
         for run in range(1 + warm_runs):
-            launch = _Launch(workdir, config_path, cwd=cwd)
+            launch = _Launch(workdir, config_path, cwd=cwd,
+                             cache_dir=cache_dir or workdir / "cache")
             try:
                 first = launch.wait_first_result(timeout_s)
                 ready = launch.wait_ready(timeout_s)

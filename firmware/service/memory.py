@@ -61,30 +61,31 @@ def resident_bytes(pid: int | str = "self") -> int | None:
     return int(text.split()[1]) * PAGE
 
 
-def compiler_mappings(maps_text: str) -> list[tuple[int, int]]:
-    """(start, length) of every read-only mapping of a ``COMPILER_LIBRARIES`` file, from the
-    text of /proc/PID/maps (writable mappings hold relocated data and are left alone)."""
+def file_mappings(maps_text: str, names: tuple[str, ...]) -> list[tuple[int, int]]:
+    """(start, length) of every read-only mapping of a file named in ``names``, from the text
+    of /proc/PID/maps (writable mappings hold relocated data and are left alone)."""
     found: list[tuple[int, int]] = []
     for line in maps_text.splitlines():
         fields = line.split(maxsplit=5)
         if len(fields) < 6 or "w" in fields[1]:
             continue
-        if Path(fields[5].strip()).name not in COMPILER_LIBRARIES:
+        if Path(fields[5].strip()).name not in names:
             continue
         start, end = (int(x, 16) for x in fields[0].split("-"))
         found.append((start, end - start))
     return found
 
 
-def page_out_compiler() -> int:
-    """Drop the resident pages of the compiler's code from this process; returns how many
-    bytes of RSS that freed (0 if nothing could be done)."""
+def page_out(names: tuple[str, ...]) -> int:
+    """Drop this process's resident pages of the read-only mappings of the files ``names``;
+    returns how many bytes of RSS that freed (0 if nothing could be done). Pages another
+    process maps too stay where they are."""
     libc = _libc()
     try:
         maps = Path("/proc/self/maps").read_text(encoding="ascii", errors="replace")
     except OSError:
         return 0
-    mappings = compiler_mappings(maps)
+    mappings = file_mappings(maps, names)
     if libc is None or not mappings:
         return 0
     before = resident_bytes() or 0
@@ -94,6 +95,11 @@ def page_out_compiler() -> int:
             log.debug("madvise(MADV_PAGEOUT) refused: %s", os.strerror(ctypes.get_errno()))
             return 0
     return max(0, before - (resident_bytes() or before))
+
+
+def page_out_compiler() -> int:
+    """``page_out`` of the compiler's code (``COMPILER_LIBRARIES``)."""
+    return page_out(COMPILER_LIBRARIES)
 
 
 def trim_heap() -> int:
