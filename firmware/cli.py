@@ -109,14 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure the DSP graph (or the actions) and print it")
     bench.add_argument("what", nargs="?",
-                       choices=["dsp", "actions", "python-actions", "web", "modbus"],
+                       choices=["dsp", "actions", "python-actions", "web", "modbus",
+                                "footprint"],
                        default="dsp",
                        help="dsp: graph vs a scipy reference; actions: MQTT latency, outbox "
                        "throughput, DSP cost of the actions (needs mosquitto); "
                        "python-actions: trigger latency, DSP cost, worker start/memory, "
                        "reload latency; web: DSP real-time factor and memory under 200 "
                        "stream clients and a slowloris client; modbus: read latency and "
-                       "DSP real-time factor with 20 polling Modbus clients")
+                       "DSP real-time factor with 20 polling Modbus clients; footprint: "
+                       "memory (RSS/USS) and start-up time of pafw run, import cost of each "
+                       "dependency")
     bench.add_argument("--config", type=Path)
     bench.add_argument("--seconds", type=float, default=20.0,
                        help="actions: how long to measure the latency")
@@ -129,6 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--polls", type=int, default=200,
                        help="modbus: polls timed per round for the latency")
     bench.add_argument("--probe-first-result", action="store_true", help=argparse.SUPPRESS)
+    bench.add_argument("--settle", type=float, default=5.0,
+                       help="footprint: seconds after the first result before memory is read")
+    bench.add_argument("--warm-runs", type=int, default=2,
+                       help="footprint: starts with warm caches after the cold one")
+    bench.add_argument("--python-actions", type=int, default=0,
+                       help="footprint: script actions added to the config")
+    bench.add_argument("--no-imports", action="store_true",
+                       help="footprint: skip the per-dependency import measurements")
 
     health = sub.add_parser(
         "health", help="wait until the appliance is healthy: READY, DSP advancing, MQTT "
@@ -306,6 +317,16 @@ def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
                                    clients=args.clients or 20, polls=args.polls)
         out.write(json.dumps(figures) + "\n" if args.json
                   else format_modbus_report(figures) + "\n")
+        return EXIT_OK
+    if args.what == "footprint":
+        from firmware.bench.footprint import format_footprint_report, run_footprint_bench
+
+        figures = run_footprint_bench(config=args.config, settle_s=args.settle,
+                                      warm_runs=args.warm_runs,
+                                      python_actions=args.python_actions,
+                                      imports=not args.no_imports)
+        out.write(json.dumps(figures) + "\n" if args.json
+                  else format_footprint_report(figures) + "\n")
         return EXIT_OK
     if args.what == "actions":
         from firmware.bench.actions import format_actions_report, run_actions_bench

@@ -18,6 +18,7 @@ from typing import Any
 from firmware import __version__
 from firmware.app.release import release_id
 from firmware.config.loader import ConfigDocument
+from firmware.dsp.design_cache import use_design_cache
 from firmware.dsp.frame import Frame
 from firmware.dsp.fusion import fuse_linear_chains
 from firmware.dsp.graph import NodeSpec, ProcessingGraph
@@ -92,6 +93,8 @@ class Analyzer:
         self.state_dir = state_dir or config.paths.state_dir
         self.state = ComputingState()
         self.specs, self.fusions = runnable_specs(doc)
+        # designed filters and windows are kept beside the kernels: a warm start needs no scipy
+        use_design_cache(config.paths.cache_dir)
         for note in self.fusions:
             log.debug("graph fusion: %s", note)
         self.graph = self._build_graph(self.state, self.state_dir)
@@ -108,6 +111,8 @@ class Analyzer:
         self.last_frame_done: float | None = None
         self.fault: str | None = None
         self.finished = threading.Event()
+        #: set once the first frame went through the graph (READY to systemd waits for it)
+        self.first_frame_done = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._dsp_cpu_s = 0.0
@@ -153,6 +158,8 @@ class Analyzer:
             self.overruns += 1
         self.last_frame = frame
         self.last_frame_done = time.monotonic()
+        if not self.first_frame_done.is_set():
+            self.first_frame_done.set()
 
     def run(self, max_frames: int | None = None) -> None:
         """Read and process frames until stopped, the stream ends or ``max_frames``."""

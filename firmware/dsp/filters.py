@@ -12,9 +12,9 @@ import math
 from typing import Literal, TypeGuard
 
 import numpy as np
-import scipy.signal
 
 from firmware.dsp import kernels
+from firmware.dsp.design_cache import cached_design
 from firmware.errors import DspError
 
 #: scipy's names of the filter families (``ftype``)
@@ -124,11 +124,19 @@ def design_sos(
             )
         rs = float(attenuation_db)
 
-    try:
-        sos = scipy.signal.iirfilter(
+    def design() -> np.ndarray:
+        import scipy.signal  # on a design-cache miss only: scipy is big and slow to import
+
+        sos: np.ndarray = scipy.signal.iirfilter(
             int(order), edges, rp=rp, rs=rs, btype=band, ftype=ftype, output="sos",
             fs=float(sample_rate),
         )
+        return sos
+
+    try:
+        sos = cached_design("sos", {"order": int(order), "edges": edges, "rp": rp, "rs": rs,
+                                    "band": band, "ftype": ftype, "fs": float(sample_rate)},
+                            design)
     except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
         raise DspError(
             f"scipy could not design a {family} {band} of order {order} at {edges} Hz: {exc}"

@@ -40,9 +40,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import scipy.signal
 
 from firmware.dsp import kernels
+from firmware.dsp.design_cache import cached_design
 from firmware.errors import DspError
 
 ScipyWindow = Literal["hann", "blackmanharris", "flattop", "boxcar"]
@@ -164,9 +164,8 @@ class PeakFinder:
             self._noise_lo = max(1, self._noise_lo - 1)
             self._noise_hi = min(last_bin, self._noise_hi + 1)
 
-        self._window = np.ascontiguousarray(
-            scipy.signal.get_window(scipy_name, fft_size, fftbins=True), dtype=np.float64
-        )
+        self._window = cached_design("window", {"name": scipy_name, "n": fft_size},
+                                     lambda: _scipy_window(scipy_name, fft_size))
         self._window_sum = float(np.sum(self._window))
         self._ratio_table, self._offset_table = self._build_ratio_table()
         # |W(delta)| on the same offset grid: interpolating it (relative error < 2e-6) costs a
@@ -307,3 +306,11 @@ class PeakFinder:
             raw_frequency_hz=raw_frequency,
             raw_amplitude=raw_amplitude,
         )
+
+
+def _scipy_window(name: ScipyWindow, size: int) -> np.ndarray:
+    """The periodic window (on a design-cache miss only: scipy is big and slow to import)."""
+    import scipy.signal
+
+    window: np.ndarray = scipy.signal.get_window(name, size, fftbins=True)
+    return window

@@ -1,8 +1,9 @@
 """`pafw run`: the long-running appliance process.
 
-Warms the kernels, starts the DSP thread, logs a status line every
-``processing.status_interval_s`` and stops cleanly on SIGINT/SIGTERM (or when a finite
-source ends).
+Warms the kernels, starts the DSP thread, tells systemd READY=1 once the first frame went
+through the graph (the appliance measures from then on), gives back the memory start-up no
+longer needs (service/memory.py), logs a status line every ``processing.status_interval_s``
+and stops cleanly on SIGINT/SIGTERM (or when a finite source ends).
 """
 
 from __future__ import annotations
@@ -12,18 +13,26 @@ import signal
 import threading
 import time
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from firmware.app.appliance import Appliance
 from firmware.app.rates import RateSampler
 from firmware.app.status_file import snapshot_path, write_snapshot
 from firmware.config.loader import ConfigDocument
-from firmware.modbus.server import ModbusServer
+from firmware.service.memory import limit_malloc_arenas, release_start_up_memory
 from firmware.service.sdnotify import Notifier
 from firmware.service.start_timeout import StartTimeoutExtender
 from firmware.service.status_line import status_line
-from firmware.web.server import WebServer
+
+if TYPE_CHECKING:  # imported when enabled: a service without them does not load them
+    from firmware.modbus.server import ModbusServer
+    from firmware.web.server import WebServer
 
 log = logging.getLogger("pafw.run")
+
+#: glibc malloc arenas for the service's threads (DSP, control loop, web, MQTT, watchers):
+#: each arena keeps its own free memory, and the default allows eight per core
+MALLOC_ARENAS = 2
 
 
 class Service:
@@ -31,16 +40,22 @@ class Service:
 
     def __init__(self, doc: ConfigDocument, *, realtime: bool = True) -> None:
         self.doc = doc
+        limit_malloc_arenas(MALLOC_ARENAS)
         self.appliance = Appliance(doc, realtime=realtime)
         self.analyzer = self.appliance.analyzer
         self.notifier = Notifier()
         self.snapshot = snapshot_path(self.analyzer.state_dir)
         self._stop = threading.Event()
         web = doc.config.web
-        self.web: WebServer | None = (WebServer(self.appliance, web, self.appliance.operations)
-                                      if web.enabled else None)
+        self.web: WebServer | None = None
+        if web.enabled:
+            from firmware.web.server import WebServer
+
+            self.web = WebServer(self.appliance, web, self.appliance.operations)
         self.modbus: ModbusServer | None = None
         if doc.config.modbus.enabled:
+            from firmware.modbus.server import ModbusServer
+
             self.modbus = ModbusServer(self.appliance, doc.config.modbus,
                                        self.appliance.operations)
             self.appliance.status_parts["modbus"] = self.modbus.get_status
@@ -67,6 +82,15 @@ class Service:
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, self.request_stop)
 
+    def _await_first_frame(self) -> bool:
+        """Wait until the first frame went through the graph; False if the service stops or
+        the DSP loop ends first (a fault is not ready)."""
+        analyzer = self.analyzer
+        while not analyzer.first_frame_done.wait(0.1):
+            if self._stop.is_set() or analyzer.finished.is_set():
+                return False
+        return True
+
     def run(self, duration_s: float | None = None) -> int:
         """Run until stopped; returns the process exit code (0 clean, 1 DSP fault)."""
         cfg = self.doc.config
@@ -89,7 +113,9 @@ class Service:
             self.web.start()
         if self.modbus is not None:
             self.modbus.start()
-        self.notifier.ready(f"running: {source_name}, kernels warm in {warm:.2f} s")
+        if self._await_first_frame():
+            self.notifier.ready(f"running: {source_name}, kernels warm in {warm:.2f} s")
+            release_start_up_memory()
         self._write_snapshot("running")
         interval = cfg.processing.status_interval_s
         # wake often enough to ping a systemd watchdog three times per period

@@ -52,11 +52,9 @@ def test_ready_after_warm_up_then_watchdog_until_the_dsp_stalls(make_doc, notify
         graph["connections"] = [c for c in graph["connections"] if c["to"] != "mqtt"]
         data["processing"]["status_interval_s"] = 0.5
 
-    # With a cold kernel cache (a fresh pytest basetemp), warm_up() compiles the graph's
-    # kernels but the source's compile on its first read (1.7 s on a loaded 2-core machine)
-    # and the graph's first real frame (0.3 s) come after READY: no progress, no ping, for
-    # longer than this test's 1.5 s watchdog. Fill the cache first; this test is about
-    # the pings of a running service, not about a first start.
+    # With a cold kernel cache (a fresh pytest basetemp), warm_up() and the source's first
+    # read compile kernels for seconds on a loaded 2-core machine. Fill the cache first; this
+    # test is about the pings of a running service, not about a first start.
     scratch = Analyzer(make_doc(quiet), realtime=False)
     scratch.warm_up()
     with scratch.source:
@@ -236,3 +234,64 @@ def test_pafw_run_serves_modbus_when_enabled_and_reports_it(state_env, tmp_path)
         proc.wait(30)
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+def _offline(data):
+    """No MQTT (and no MQTT action), no web server."""
+    data["mqtt"]["enabled"] = False
+    graph = data["processing"]["default_graph"]
+    graph["nodes"] = [n for n in graph["nodes"] if n["type"] != "mqtt_action"]
+    graph["connections"] = [c for c in graph["connections"] if c["to"] != "mqtt"]
+    data["web"]["enabled"] = False
+
+
+def test_ready_only_once_the_first_frame_went_through_the_graph(make_doc, notify_socket):
+    service = Service(make_doc(_offline), realtime=True)
+    source = service.analyzer.source
+    real_read, gate, waiting = source.read, threading.Event(), threading.Event()
+    frames_at_ready = []
+
+    def read():
+        waiting.set()
+        gate.wait(60)  # a capture device whose first period takes its time
+        return real_read()
+
+    source.read = read
+    real_ready = service.notifier.ready
+    service.notifier.ready = lambda *a: (frames_at_ready.append(service.analyzer.frames),
+                                         real_ready(*a))[1]
+    runner = threading.Thread(target=service.run, kwargs={"duration_s": 60}, daemon=True)
+    runner.start()
+    assert waiting.wait(300), "the DSP thread asks for its first frame"
+    early = collect(notify_socket, lambda m: False, timeout=1.0)
+    assert not [d for _, d in early if "READY=1" in d], "no READY before a frame"
+    gate.set()
+    ready = collect(notify_socket, lambda m: any("READY=1" in d for _, d in m), timeout=60)
+    assert any(d.startswith("READY=1") for _, d in ready)
+    assert frames_at_ready and frames_at_ready[0] >= 1
+    service.request_stop()
+    runner.join(30)
+    assert not runner.is_alive()
+
+
+def test_no_ready_when_stopped_before_the_first_frame(make_doc, notify_socket):
+    service = Service(make_doc(_offline), realtime=True)
+    source = service.analyzer.source
+    real_read, gate, waiting = source.read, threading.Event(), threading.Event()
+
+    def read():
+        waiting.set()
+        gate.wait(60)
+        return real_read()
+
+    source.read = read
+    runner = threading.Thread(target=service.run, kwargs={"duration_s": 60}, daemon=True)
+    runner.start()
+    assert waiting.wait(300)
+    service.request_stop()
+    messages = collect(notify_socket, lambda m: any("STOPPING=1" in d for _, d in m),
+                       timeout=30)
+    gate.set()
+    runner.join(30)
+    assert any("STOPPING=1" in d for _, d in messages)
+    assert not [d for _, d in messages if "READY=1" in d]

@@ -241,8 +241,11 @@ class PythonWorker:
             self.calls += 1
             self._writer.write(frame)
             try:
-                reply = await asyncio.wait_for(self._drain_then(future),
-                                               self.spec.timeout_ms / 1000)
+                # a deadline on this task itself: no helper task nor shielded future per
+                # call, so the reply resumes this coroutine in one turn of the loop
+                async with asyncio.timeout(self.spec.timeout_ms / 1000):
+                    await self._writer.drain()
+                    reply = await future
             except TimeoutError:
                 info = await self._where_stuck()
                 self.kill("timeout")
@@ -283,11 +286,6 @@ class PythonWorker:
         self._dump = None
         self._stderr_tail.clear()  # the dump is in the error, not a crash cause
         return info
-
-    async def _drain_then(self, future: asyncio.Future[dict[str, Any]]) -> dict[str, Any]:
-        assert self._writer is not None
-        await self._writer.drain()
-        return await asyncio.shield(future)
 
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Call on_stop (if the script defines it), close the connection, then SIGTERM and
