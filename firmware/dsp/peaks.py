@@ -217,7 +217,7 @@ class PeakFinder:
         self._setup_band_path(spectrum)
         self._matched = amplitude_estimator == "matched"
         self._omega_per_bin = 2.0 * math.pi / fft_size
-        self._lanes = np.zeros((4, band_kernels.LANES), dtype=np.float64)
+        self._lanes = np.zeros((4, band_kernels.BLOCK), dtype=np.float64)
         self._magnitude = np.zeros(fft_size // 2 + 1, dtype=np.float64)
         self._scratch = np.zeros(self._noise_hi - self._noise_lo + 1, dtype=np.float64)
         #: the magnitudes the peak search computed, as a view for a SpectrumTap to copy

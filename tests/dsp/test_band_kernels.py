@@ -39,10 +39,10 @@ def test_window_bins_are_the_windowed_fft() -> None:
     assert not np.any(out[:100]) and not np.any(out[151:])  # nothing outside lo..hi
 
 
-@pytest.mark.parametrize("length", [N, N - 5])
+@pytest.mark.parametrize("length", [N, N - 5, 40])
 def test_tone_dft_is_the_dtft_at_any_frequency(length: int) -> None:
     x = np.random.default_rng(2).standard_normal(length)
-    lanes = np.zeros((4, bk.LANES))
+    lanes = np.zeros((4, bk.BLOCK))
     for omega in (0.0, 0.013, 0.2618, 1.7, math.pi):
         expected = np.sum(x * np.exp(-1j * omega * np.arange(length)))
         assert abs(bk.tone_dft(x, omega, lanes) - expected) < 1e-11 * length
@@ -52,14 +52,14 @@ def test_tone_dft_is_the_dtft_at_any_frequency(length: int) -> None:
 def test_sinusoid_amplitude_is_exact_for_a_tone_at_any_frequency(omega: float) -> None:
     t = np.arange(N)
     x = 0.37 * np.cos(omega * t + 1.1)
-    lanes = np.zeros((4, bk.LANES))
+    lanes = np.zeros((4, bk.BLOCK))
     # a plain |DFT| would be biased by the negative-frequency image near DC and Nyquist
     assert bk.matched_amplitude(x, omega, lanes) == pytest.approx(0.37, rel=1e-9)
 
 
 def test_sinusoid_amplitude_falls_back_at_dc() -> None:
     x = np.full(N, 0.25)
-    assert bk.matched_amplitude(x, 0.0, np.zeros((4, bk.LANES))) == pytest.approx(0.5)
+    assert bk.matched_amplitude(x, 0.0, np.zeros((4, bk.BLOCK))) == pytest.approx(0.5)
 
 
 def test_cost_model_takes_the_band_only_when_narrow() -> None:
