@@ -5,8 +5,9 @@ Every kernel is compiled with ``cache=True`` (compiled once per machine, not per
 running) and ``fastmath={"contract"}``: LLVM may fuse ``a * b + c`` into one FMA, which
 takes a biquad section from nine floating-point operations per sample to five and shortens
 its recurrence (the 4-section cascade runs about 1.3x faster); nothing is reassociated, so
-results stay reproducible and within ~1e-15 of scipy's. Kernels write into caller-owned buffers and allocate nothing: the classes in
-filters.py, peaks.py and lockin.py allocate those buffers once, in their constructors.
+results stay reproducible and within ~1e-15 of scipy's. Kernels write into caller-owned
+buffers and allocate nothing: the classes in filters.py, peaks.py and lockin.py allocate those
+buffers once, in their constructors.
 
 Signals are float64, C-contiguous, shaped ``(channels, n)``; row 0 is microphone A, row 1 is B.
 Kernels trust their caller about shapes (checking belongs to the classes that own the buffers).

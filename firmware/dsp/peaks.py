@@ -56,7 +56,7 @@ from typing import Literal
 import numpy as np
 import scipy.signal
 
-from firmware.dsp import band_kernels, kernels
+from firmware.dsp import band_kernels, kernels, peak_kernels
 from firmware.errors import DspError
 
 ScipyWindow = Literal["hann", "blackmanharris", "flattop", "boxcar"]
@@ -220,6 +220,25 @@ class PeakFinder:
         self._lanes = np.zeros((4, band_kernels.BLOCK), dtype=np.float64)
         self._magnitude = np.zeros(fft_size // 2 + 1, dtype=np.float64)
         self._scratch = np.zeros(self._noise_hi - self._noise_lo + 1, dtype=np.float64)
+        self._tables = np.ascontiguousarray(
+            [self._ratio_table, self._offset_table, self._response_table], dtype=np.float64)
+        self._layout = np.zeros(peak_kernels.LAYOUT_SIZE, dtype=np.int64)
+        self._layout[peak_kernels.LAYOUT_MAG_LO] = self._mag_lo
+        self._layout[peak_kernels.LAYOUT_MAG_HI] = self._mag_hi
+        self._layout[peak_kernels.LAYOUT_K_LO] = self._k_lo
+        self._layout[peak_kernels.LAYOUT_K_HI] = self._k_hi
+        self._layout[peak_kernels.LAYOUT_NOISE_LO] = self._noise_lo
+        self._layout[peak_kernels.LAYOUT_NOISE_HI] = self._noise_hi
+        self._layout[peak_kernels.LAYOUT_EXCLUDE] = self._exclude
+        self._layout[peak_kernels.LAYOUT_COMPLEX_ESTIMATOR] = self._complex_estimator
+        self._layout[peak_kernels.LAYOUT_MATCHED] = self._matched
+        self._params = np.zeros(peak_kernels.PARAMS_SIZE, dtype=np.float64)
+        self._params[peak_kernels.PARAM_CANDAN] = self._candan_factor
+        # bin k is the largest, so the tone is within half a bin of it unless noise says so
+        self._params[peak_kernels.PARAM_MAX_OFFSET] = _MAX_OFFSET
+        self._params[peak_kernels.PARAM_OMEGA_PER_BIN] = self._omega_per_bin
+        self._params[peak_kernels.PARAM_AMPLITUDE_PER_MEDIAN] = 2.0 / (_SQRT_LN2 * self._window_sum)
+        self._params[peak_kernels.PARAM_THRESHOLD_DB] = self.detection_threshold_db
         #: the magnitudes the peak search computed, as a view for a SpectrumTap to copy
         self.magnitude_view = self._magnitude[self._mag_lo:self._mag_hi + 1]
         #: magnitude -> sine amplitude in input units (on a bin centre)
@@ -241,7 +260,9 @@ class PeakFinder:
         significant = np.abs(w_dft) > 1e-12 * abs(w_dft[0])
         half = int(np.max(np.nonzero(significant[: n // 2])[0]))
         sparse = not np.any(significant[half + 1 : n - half])
-        bins = self._mag_hi - self._mag_lo + 1 + 2 * half
+        # a multiple of eight: the bank's vector loop then has no scalar remainder (55 bins
+        # took 1.5x the time of 56); the extra bins above the range are computed and unused
+        bins = -(-(self._mag_hi - self._mag_lo + 1 + 2 * half) // 8) * 8
         if spectrum == "band" and not sparse:  # pragma: no cover - every WINDOWS entry is sparse
             raise DspError(f"window={self.window_name!r} is not a cosine sum: no band path")
         self._band = sparse and (
@@ -254,11 +275,10 @@ class PeakFinder:
             [w_dft[j % n] for j in range(-half, half + 1)], dtype=np.float64)
         ks = np.arange(self._first_bin, self._first_bin + bins)
         omega = 2.0 * math.pi * ks / n
-        self._coef = np.ascontiguousarray(2.0 * np.cos(omega))
-        self._twiddle = np.ascontiguousarray(np.exp(1j * omega))
-        self._rect = np.zeros(bins, dtype=np.complex128)
-        self._state_u = np.zeros(bins, dtype=np.float64)
-        self._state_v = np.zeros(bins, dtype=np.float64)
+        self._bank = np.zeros((3, bins), dtype=np.float64)  # 2 cos(w), two state rows
+        self._bank[0] = 2.0 * np.cos(omega)
+        self._cbank = np.zeros((2, bins), dtype=np.complex128)  # exp(1j w), the bins
+        self._cbank[0] = np.exp(1j * omega)
 
     @property
     def spectrum_method(self) -> Literal["fft", "band"]:
@@ -311,54 +331,23 @@ class PeakFinder:
             raise DspError(f"peak finder takes one channel; got an array of shape {x.shape}")
         self._samples_seen = min(self._samples_seen + x.shape[0], self.fft_size)
         if self._band:
-            band_kernels.band_spectrum(
-                self._history, x, self._coef, self._twiddle, self._state_u, self._state_v,
-                self._rect, self._kernel, self._mag_lo, self._mag_hi, self._spectrum)
+            band_kernels.band_spectrum(self._history, x, self._bank, self._cbank, self._kernel,
+                                       self._mag_lo, self._mag_hi, self._spectrum)
         else:
             kernels.push_and_window(self._history, x, self._window, self._windowed)
             np.fft.rfft(self._windowed, out=self._spectrum)
-        k, below, centre, above, median = kernels.locate_peak(
-            self._spectrum, self._magnitude, self._mag_lo, self._mag_hi, self._k_lo,
-            self._k_hi, self._noise_lo, self._noise_hi, self._exclude, self._scratch,
-        )
-        noise_floor = 2.0 * (median / _SQRT_LN2) / self._window_sum
-        nan = math.nan
-
-        denominator = below + 2.0 * centre + above
-        if centre <= 0.0 or denominator <= 0.0:
-            return PeakResult(False, nan, nan, nan, -math.inf, noise_floor, 0.0, nan, nan)
-        if self._complex_estimator:
-            offset = kernels.jacobsen_offset(self._spectrum, k, self._candan_factor)
-        else:
-            ratio = (above - below) / denominator
-            offset = kernels.interpolate_table(self._ratio_table, self._offset_table, ratio)
-        # bin k is the largest, so the tone is within half a bin of it unless noise says otherwise
-        offset = min(max(offset, -_MAX_OFFSET), _MAX_OFFSET)
-        raw_frequency = (k + offset) * self.bin_hz
         # the window's estimate decides detection (its side lobes keep a strong tone outside
         # the range from lifting a noise bump inside it); the reported amplitude is the
         # matched one when asked for
-        window_amplitude = 2.0 * centre / kernels.interpolate_table(
-            self._offset_table, self._response_table, offset
-        )
-        if noise_floor > 0.0:
-            snr_db = 20.0 * math.log10(window_amplitude / noise_floor)
-        else:  # a noiseless input has an infinite SNR; NaN input gives NaN
-            snr_db = math.inf if noise_floor == 0.0 else math.nan
-
-        detected = (
-            self._samples_seen >= self.fft_size
-            and centre >= below
-            and centre >= above
-            and snr_db >= self.detection_threshold_db
-        )
+        k, offset, window_amplitude, matched_amplitude, noise_floor, snr_db, detected = (
+            peak_kernels.estimate_peak(
+                self._spectrum, self._magnitude, self._scratch, self._tables, self._history,
+                self._lanes, self._layout, self._params, self._samples_seen >= self.fft_size))
         if not detected:
+            nan = math.nan
             return PeakResult(False, nan, nan, nan, snr_db, noise_floor, 0.0, nan, nan)
-        if self._matched:
-            raw_amplitude = band_kernels.matched_amplitude(
-                self._history, (k + offset) * self._omega_per_bin, self._lanes)
-        else:
-            raw_amplitude = window_amplitude
+        raw_frequency = (k + offset) * self.bin_hz
+        raw_amplitude = matched_amplitude if self._matched else window_amplitude
 
         if math.isnan(self._smoothed_frequency):
             self._smoothed_frequency = raw_frequency

@@ -14,8 +14,10 @@ N = 4096
 def bins(x: np.ndarray, ks: np.ndarray) -> np.ndarray:
     omega = 2 * np.pi * ks / x.size
     out = np.zeros(ks.size, dtype=complex)
+    keep = np.zeros_like(x)
     bk.goertzel_bins(x, 2 * np.cos(omega), np.exp(1j * omega), np.zeros(ks.size),
-                     np.zeros(ks.size), out)
+                     np.zeros(ks.size), out, keep)
+    assert np.array_equal(keep, x)
     return out
 
 
@@ -68,15 +70,21 @@ def test_cost_model_takes_the_band_only_when_narrow() -> None:
     assert not bk.band_dft_cheaper(2049, 4096)
 
 
-def test_band_spectrum_slides_the_history() -> None:
+@pytest.mark.parametrize("frame", [N // 2, N, N + 100])
+def test_band_spectrum_keeps_the_newest_samples(frame: int) -> None:
     history = np.zeros(N)
-    x = np.random.default_rng(3).standard_normal(N // 2)
-    ks = np.arange(10, 30)
+    rng = np.random.default_rng(3)
+    ks = np.arange(10, 26)
     omega = 2 * np.pi * ks / N
-    rect = np.zeros(ks.size, dtype=complex)
+    bank = np.zeros((3, ks.size))
+    bank[0] = 2 * np.cos(omega)
+    cbank = np.zeros((2, ks.size), dtype=complex)
+    cbank[0] = np.exp(1j * omega)
     spectrum = np.zeros(N // 2 + 1, dtype=complex)
-    for _ in range(3):
-        bk.band_spectrum(history, x, 2 * np.cos(omega), np.exp(1j * omega), np.zeros(ks.size),
-                         np.zeros(ks.size), rect, np.array([1.0]), 10, 29, spectrum)
-    expected = np.fft.rfft(np.concatenate([x, x]))
-    assert np.allclose(spectrum[10:30], expected[10:30], rtol=0, atol=1e-9)
+    stream = rng.standard_normal(3 * frame)
+    for start in range(0, stream.size, frame):
+        bk.band_spectrum(history, stream[start:start + frame], bank, cbank, np.array([1.0]),
+                         10, 25, spectrum)
+    assert np.array_equal(history, stream[-N:])
+    expected = np.fft.rfft(stream[-N:])
+    assert np.allclose(spectrum[10:26], expected[10:26], rtol=0, atol=1e-9)
