@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure the DSP graph (or the actions) and print it")
     bench.add_argument("what", nargs="?",
                        choices=["dsp", "actions", "python-actions", "web", "modbus",
-                                "footprint"],
+                                "footprint", "estimators"],
                        default="dsp",
                        help="dsp: graph vs a scipy reference; actions: MQTT latency, outbox "
                        "throughput, DSP cost of the actions (needs mosquitto); "
@@ -119,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "stream clients and a slowloris client; modbus: read latency and "
                        "DSP real-time factor with 20 polling Modbus clients; footprint: "
                        "memory (RSS/USS) and start-up time of pafw run, import cost of each "
-                       "dependency")
+                       "dependency; estimators: "
+                       "frequency/amplitude errors, var/CRB and LOD of the peak finder and "
+                       "the lock-in on simulated tones at several SNRs")
     bench.add_argument("--config", type=Path)
     bench.add_argument("--seconds", type=float, default=20.0,
                        help="actions: how long to measure the latency")
@@ -131,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "(20)")
     bench.add_argument("--polls", type=int, default=200,
                        help="modbus: polls timed per round for the latency")
+    bench.add_argument("--trials", type=int, default=300,
+                       help="estimators: simulated records per SNR")
     bench.add_argument("--probe-first-result", action="store_true", help=argparse.SUPPRESS)
     bench.add_argument("--settle", type=float, default=5.0,
                        help="footprint: seconds after the first result before memory is read")
@@ -334,6 +338,13 @@ def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
         figures = run_actions_bench(seconds=args.seconds, rounds=args.rounds)
         out.write(json.dumps(figures) + "\n" if args.json
                   else format_actions_report(figures) + "\n")
+        return EXIT_OK
+    if args.what == "estimators":
+        from firmware.bench.estimators import format_estimator_report, run_estimator_bench
+
+        figures = run_estimator_bench(_load(args.config), trials=args.trials)
+        out.write(json.dumps(figures) + "\n" if args.json
+                  else format_estimator_report(figures) + "\n")
         return EXIT_OK
     from firmware.bench.graph import format_report, probe_first_result, run_bench
 

@@ -4,6 +4,13 @@ Both run in one process, on the same simulated frames, in alternating rounds (AB
 machine noise hits both alike; the figures are medians over rounds. Also measured: the
 real-time factor of the graph on one core, per-node microseconds, and the wall time from the
 start of a fresh `pafw` process to its first concentration result with a warm kernel cache.
+
+The floor, in the same rounds: the configured band-pass's biquad cascade run bare (one numba
+call per frame, no node, no Python around it) over the same frames. An IIR is bound by its
+recurrence, so no graph with that filter in it can be faster; ``graph / floor`` says how
+much everything else (differential, peak finder, concentration, per-node Python) costs on top.
+The peak finder's two spectrum paths (Goertzel bank over the band, full FFT) are timed side
+by side on the same frames as well.
 """
 
 from __future__ import annotations
@@ -21,8 +28,10 @@ import scipy.signal
 
 from firmware.app.analyzer import Analyzer
 from firmware.config.loader import ConfigDocument
+from firmware.dsp import kernels
 from firmware.dsp.filters import design_sos
 from firmware.dsp.frame import Frame
+from firmware.dsp.peaks import PeakFinder
 
 PROBE_READY = "PAFW-FIRST-RESULT"
 
@@ -111,6 +120,42 @@ def _time_reference(reference: ReferencePipeline, frames: list[Frame]) -> float:
     return (time.perf_counter() - start) / len(frames)
 
 
+class FloorPipeline:
+    """The band-pass's sections as one bare numba call per frame, on the frames' differential
+    (computed beforehand, outside the timing)."""
+
+    def __init__(self, sos: np.ndarray, frames: list[Frame]) -> None:
+        self.sos = np.ascontiguousarray(sos, dtype=np.float64)
+        self.zi = np.zeros((1, self.sos.shape[0], 2))
+        self.inputs = [np.ascontiguousarray(f.samples[0:1] - f.samples[1:2]) for f in frames]
+        self.out = np.zeros_like(self.inputs[0])
+
+    def run(self) -> float:
+        """Seconds per frame over the frames."""
+        out, sos, zi = self.out, self.sos, self.zi
+        start = time.perf_counter()
+        for x in self.inputs:
+            kernels.sos_filter(sos, zi, x, out)
+        return (time.perf_counter() - start) / len(self.inputs)
+
+
+def _peak_finders(doc: ConfigDocument) -> dict[str, PeakFinder]:
+    nodes = {n.type: n.params for n in doc.config.processing.default_graph.nodes}
+    pk = nodes["peak_finder"]
+    return {method: PeakFinder(sample_rate=doc.config.acquisition.sample_rate,
+                               fft_size=pk.fft_size, frequency_min_hz=pk.frequency_min,
+                               frequency_max_hz=pk.frequency_max, window=pk.window,
+                               spectrum=method)
+            for method in ("band", "fft")}
+
+
+def _time_peak_finder(finder: PeakFinder, frames: list[Frame]) -> float:
+    start = time.perf_counter()
+    for frame in frames:
+        finder.process(frame.samples[0])
+    return (time.perf_counter() - start) / len(frames)
+
+
 def first_result_seconds(config_path: Path | None, runs: int = 2) -> float:
     """Wall time from launching a new `pafw` process to its first concentration result.
 
@@ -157,13 +202,23 @@ def run_bench(doc: ConfigDocument, *, config_path: Path | None, frames: int = 20
     analyzer = Analyzer(doc, realtime=False)
     analyzer.warm_up()
     reference = ReferencePipeline(doc)
+    floor_pipeline = FloorPipeline(reference.sos, data)
+    finders = _peak_finders(doc)
     ours_s: list[float] = []
     ref_s: list[float] = []
+    floor_s: list[float] = []
+    peak_s: dict[str, list[float]] = {name: [] for name in finders}
+    floor_pipeline.run()  # compiled already by the warm-up; this warms the caches
     for _ in range(rounds):
         ours_s.append(_time_ours(analyzer, data))
         ref_s.append(_time_reference(reference, data))
+        floor_s.append(floor_pipeline.run())
+        for name, finder in finders.items():
+            peak_s[name].append(_time_peak_finder(finder, data))
     frame_s = data[0].frame_size / data[0].sample_rate
     ours, ref = statistics.median(ours_s), statistics.median(ref_s)
+    floor = statistics.median(floor_s)
+    peak = {name: statistics.median(times) for name, times in peak_s.items()}
     graph_status = analyzer.graph.get_status()["nodes"]
     analyzer.stop()
     return {
@@ -174,6 +229,12 @@ def run_bench(doc: ConfigDocument, *, config_path: Path | None, frames: int = 20
         "ours_us_per_frame": round(ours * 1e6, 2),
         "reference_us_per_frame": round(ref * 1e6, 2),
         "speedup_vs_reference": round(ref / ours, 3),
+        "floor_us_per_frame": round(floor * 1e6, 2),
+        "floor_sections": int(reference.sos.shape[0]),
+        "graph_over_floor": round(ours / floor, 3),
+        "floor_realtime_factor": round(frame_s / floor, 1),
+        "peak_finder_us": {name: round(t * 1e6, 2) for name, t in peak.items()},
+        "peak_finder_fft_over_band": round(peak["fft"] / peak["band"], 3),
         "realtime_factor": round(frame_s / ours, 1),
         "reference_realtime_factor": round(frame_s / ref, 1),
         "per_node_us": {k: v["timing"]["p50_us"] for k, v in graph_status.items()
@@ -191,7 +252,13 @@ def format_report(figures: dict[str, Any]) -> str:
         f"{figures['realtime_factor']:8.0f}x real time",
         f"reference (scipy + numpy):  {figures['reference_us_per_frame']:10.1f} us/frame  "
         f"{figures['reference_realtime_factor']:8.0f}x real time",
+        f"floor ({figures['floor_sections']}-section biquad): {figures['floor_us_per_frame']:8.1f} "
+        f"us/frame  {figures['floor_realtime_factor']:8.0f}x real time",
         f"speed-up vs reference:      {figures['speedup_vs_reference']:10.2f}x",
+        f"graph / floor:              {figures['graph_over_floor']:10.2f}x",
+        f"peak finder, band path:     {figures['peak_finder_us']['band']:10.1f} us/frame "
+        f"(full FFT path {figures['peak_finder_us']['fft']:.1f}: "
+        f"{figures['peak_finder_fft_over_band']:.2f}x)",
         f"first result, warm cache:   {figures['first_result_s']:10.2f} s from process start",
         "per node (p50 us):",
     ]

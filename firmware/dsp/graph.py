@@ -41,16 +41,15 @@ class ProcessingGraph:
         self._parents = parents
         self._types = types
         self._outputs: list[np.ndarray | None] = [None] * len(nodes)
-        # a passive node's output is its input: its children read its nearest active
-        # ancestor's output, and it has no step of its own
+        # a passive or identity node's output is its input: its children read its nearest
+        # working ancestor's output (or the frame), and it has no step of its own
         resolved = list(parents)
         for i, parent in enumerate(parents):
-            if parent >= 0 and nodes[parent].passive:
+            if parent >= 0 and _skipped(nodes[parent]):
                 resolved[i] = resolved[parent]
-        self._steps = [(i, node, resolved[i]) for i, node in enumerate(nodes)
-                       if not node.passive]
-
         self.timings = [TimingStats() for _ in nodes]
+        self._steps = [(i, node, resolved[i], self.timings[i])
+                       for i, node in enumerate(nodes) if not _skipped(node)]
         self.frames = 0
         self.last_frame_ns = 0
 
@@ -107,18 +106,22 @@ class ProcessingGraph:
         return cls(nodes, parents, [s.type_name for s in specs])
 
     def process(self, frame: Frame) -> None:
-        """Run every node on ``frame`` (DSP thread)."""
+        """Run every node on ``frame`` (DSP thread).
+
+        One clock reading per node: a node's end is the next one's start (the loop's own few
+        nanoseconds count to the next node).
+        """
         outputs = self._outputs
-        timings = self.timings
         clock = time.perf_counter_ns
-        start = clock()
-        for i, node, parent in self._steps:
-            t0 = clock()
+        start = t0 = clock()
+        for i, node, parent, timing in self._steps:
             signal = outputs[parent] if parent >= 0 else frame.samples
             assert signal is not None  # steps run in topological order: parents ran first
             outputs[i] = node.process(signal, frame)
-            timings[i].record(clock() - t0)
-        self.last_frame_ns = clock() - start
+            t1 = clock()
+            timing.record(t1 - t0)
+            t0 = t1
+        self.last_frame_ns = t0 - start
         self.frames += 1
 
     def reset_timings(self) -> None:
@@ -142,13 +145,19 @@ class ProcessingGraph:
             "nodes": {
                 node.node_id: {
                     "type": type_name,
-                    "timing": None if node.passive else timing.summary(),
+                    "timing": None if _skipped(node) else timing.summary(),
                     **node.get_status(),
                 }
                 for node, type_name, timing in zip(self.nodes, self._types, self.timings,
                                                    strict=True)
             },
         }
+
+
+def _skipped(node: Node) -> bool:
+    """True for nodes the graph does not call per frame: passive ones (actions) and those
+    whose output is always their input (``Node.identity``)."""
+    return node.passive or node.identity
 
 
 def _chain(node_id: str, specs: Sequence[NodeSpec]) -> list[str]:

@@ -62,6 +62,10 @@ class Node(ABC):
     #: True for nodes with no per-frame work (action nodes: a pass-through whose output is
     #: its input); the graph does not call them on the DSP thread
     passive: ClassVar[bool] = False
+    #: True when this node's output is always its input buffer (the graph's input node, a
+    #: 0 dB gain; an instance may set it at build time): the graph routes around it instead
+    #: of calling it every frame, and reports no timing for it
+    identity: bool = False
 
     def __init__(self, node_id: str, params: Any, ctx: BuildContext) -> None:
         self.node_id = node_id

@@ -1,7 +1,13 @@
 """Peak finder: the resonance's frequency and amplitude from a windowed FFT of recent samples.
 
-Per call: slide the newest samples into a history of ``fft_size`` samples, window it, take the
-real FFT, find the largest bin in the search range, then refine between bins:
+Per call: slide the newest samples into a history of ``fft_size`` samples, compute the windowed
+spectrum's bins, find the largest bin in the search range, then refine between bins.
+
+* **Spectrum.** Only the bins of the search and noise ranges are used. When they are few (the
+  default 600 Hz band at 48 kHz / 4096: 57 bins of 2049) a Goertzel bank computes exactly those
+  rectangular bins and the window is applied as a short convolution in frequency
+  (``band_kernels``); otherwise the windowed record goes through numpy's real FFT.
+  ``spectrum="auto"`` picks by a measured cost model; both paths give the same bins to ~1e-12.
 
 * **Frequency.** The three-point magnitude ratio ``r = (|X[k+1]| - |X[k-1]|) /
   (|X[k-1]| + 2|X[k]| + |X[k+1]|)`` is a fixed, monotonic function of the tone's offset
@@ -13,17 +19,25 @@ real FFT, find the largest bin in the search range, then refine between bins:
   used. Noise-free, the frequency error is < 1e-6 bin for every window; the amplitude error is
   < 2e-6 except for the rectangular window, whose slowly decaying side lobes let the tone's
   negative-frequency image leak in (about 0.15 % at a tone 170 bins from DC).
-* **Amplitude.** A tone of peak amplitude ``a`` gives ``|X[k]| = a / 2 * |W(delta)|``, where
-  ``W`` is the window's DTFT; ``|W(delta)|`` is the coherent gain (``sum(w)``) times the
-  scalloping factor at the interpolated offset, evaluated exactly per frame.
+* **Amplitude.** ``amplitude_estimator="matched"`` (default): the least-squares amplitude of a
+  sinusoid at the refined frequency over the whole unwindowed history (one O(N) DTFT,
+  ``band_kernels.matched_amplitude``), the maximum-likelihood estimate for a tone in white
+  noise: its variance is at the Cramer-Rao bound ``2 sigma^2 / N`` where a Hann-windowed bin
+  has 1.5 times it (``pafw bench estimators``). It sees the whole band without a window, so a
+  strong tone outside the search range leaks into it through the rectangular side lobes;
+  ``"window"`` then gives the window's estimate: a tone of peak amplitude ``a`` gives
+  ``|X[k]| = a / 2 * |W(delta)|``, where ``W`` is the window's DTFT; ``|W(delta)|`` is the
+  coherent gain (``sum(w)``) times the scalloping factor at the interpolated offset. The
+  detection decision and ``snr_db`` always use the window's estimate.
 * **Noise floor.** The median bin magnitude over the search range (widened symmetrically to at
   least ``MIN_NOISE_BINS`` bins when the range is narrow), leaving out the peak's main lobe plus
   one bin each side. For complex Gaussian noise bin magnitudes are Rayleigh-distributed and
   ``median = rms * sqrt(ln 2)``, so ``median / sqrt(ln 2)`` is the noise's RMS bin magnitude.
   ``noise_floor`` reports it in input amplitude units, as the peak amplitude of a sinusoid whose
   bin magnitude equals that RMS; ``snr_db = 20 log10(amplitude / noise_floor)`` is then the
-  peak's power over the mean noise power in one bin. The median ignores the few bins a tone's
-  side lobes lift, but a rectangular window's slowly decaying side lobes do lift it.
+  peak's power (window estimate) over the mean noise power in one bin. The median ignores the
+  few bins a tone's side lobes lift, but a rectangular window's slowly decaying side lobes do
+  lift it.
 
 False alarms: on white noise, 300 seeds over an 85-bin range never reached 12 dB with the Hann
 or Blackman-Harris window (max 10.5 and 11.3 dB); flat-top and rectangular windows (whose
@@ -41,11 +55,15 @@ from typing import Literal
 
 import numpy as np
 
-from firmware.dsp import kernels
+from firmware.dsp import band_kernels, kernels, peak_kernels
 from firmware.dsp.design_cache import cached_design
 from firmware.errors import DspError
 
 ScipyWindow = Literal["hann", "blackmanharris", "flattop", "boxcar"]
+SpectrumMethod = Literal["auto", "fft", "band"]
+AmplitudeEstimator = Literal["matched", "window"]
+SPECTRUM_METHODS: tuple[SpectrumMethod, ...] = ("auto", "fft", "band")
+AMPLITUDE_ESTIMATORS: tuple[AmplitudeEstimator, ...] = ("matched", "window")
 #: window name -> (scipy window name, main-lobe half-width in bins)
 WINDOWS: dict[str, tuple[ScipyWindow, int]] = {
     "hann": ("hann", 2),
@@ -83,7 +101,9 @@ class PeakFinder:
     ``coherence`` is the fraction of the last ``coherence_frames`` detections (this one
     included; the denominator is always ``coherence_frames``, so it builds up after a reset)
     whose raw frequency lies within ``coherence_tolerance_hz`` (default: two bins) of this one;
-    0 when nothing is detected.
+    0 when nothing is detected. ``spectrum`` chooses how the bins are computed (``auto``,
+    ``fft`` or ``band``, see the module docstring), ``amplitude_estimator`` how the amplitude
+    is (``matched`` or ``window``).
 
     >>> import numpy as np
     >>> pf = PeakFinder(sample_rate=48000, frequency_min_hz=1500.0, frequency_max_hz=2500.0)
@@ -106,6 +126,8 @@ class PeakFinder:
         coherence_frames: int = 5,
         coherence_tolerance_hz: float | None = None,
         smoothing: float = 1.0,
+        spectrum: SpectrumMethod = "auto",
+        amplitude_estimator: AmplitudeEstimator = "matched",
     ) -> None:
         if not math.isfinite(sample_rate) or sample_rate <= 0:
             raise DspError(f"sample_rate={sample_rate!r} must be a positive number of Hz")
@@ -129,6 +151,12 @@ class PeakFinder:
             raise DspError(f"coherence_frames={coherence_frames!r} must be an integer >= 1")
         if not (math.isfinite(smoothing) and 0.0 < smoothing <= 1.0):
             raise DspError(f"smoothing={smoothing!r} must be in (0, 1] (1.0: no smoothing)")
+        if spectrum not in SPECTRUM_METHODS:
+            raise DspError(f"spectrum={spectrum!r} is not supported; expected one of "
+                           f"{list(SPECTRUM_METHODS)}")
+        if amplitude_estimator not in AMPLITUDE_ESTIMATORS:
+            raise DspError(f"amplitude_estimator={amplitude_estimator!r} is not supported; "
+                           f"expected one of {list(AMPLITUDE_ESTIMATORS)}")
         bin_hz = sample_rate / fft_size
         if coherence_tolerance_hz is None:
             coherence_tolerance_hz = 2.0 * bin_hz
@@ -185,8 +213,31 @@ class PeakFinder:
         self._history = np.zeros(fft_size, dtype=np.float64)
         self._windowed = np.zeros(fft_size, dtype=np.float64)
         self._spectrum = np.zeros(fft_size // 2 + 1, dtype=np.complex128)
+        self._setup_band_path(spectrum)
+        self._matched = amplitude_estimator == "matched"
+        self._omega_per_bin = 2.0 * math.pi / fft_size
+        self._lanes = np.zeros((4, band_kernels.BLOCK), dtype=np.float64)
         self._magnitude = np.zeros(fft_size // 2 + 1, dtype=np.float64)
         self._scratch = np.zeros(self._noise_hi - self._noise_lo + 1, dtype=np.float64)
+        self._tables = np.ascontiguousarray(
+            [self._ratio_table, self._offset_table, self._response_table], dtype=np.float64)
+        self._layout = np.zeros(peak_kernels.LAYOUT_SIZE, dtype=np.int64)
+        self._layout[peak_kernels.LAYOUT_MAG_LO] = self._mag_lo
+        self._layout[peak_kernels.LAYOUT_MAG_HI] = self._mag_hi
+        self._layout[peak_kernels.LAYOUT_K_LO] = self._k_lo
+        self._layout[peak_kernels.LAYOUT_K_HI] = self._k_hi
+        self._layout[peak_kernels.LAYOUT_NOISE_LO] = self._noise_lo
+        self._layout[peak_kernels.LAYOUT_NOISE_HI] = self._noise_hi
+        self._layout[peak_kernels.LAYOUT_EXCLUDE] = self._exclude
+        self._layout[peak_kernels.LAYOUT_COMPLEX_ESTIMATOR] = self._complex_estimator
+        self._layout[peak_kernels.LAYOUT_MATCHED] = self._matched
+        self._params = np.zeros(peak_kernels.PARAMS_SIZE, dtype=np.float64)
+        self._params[peak_kernels.PARAM_CANDAN] = self._candan_factor
+        # bin k is the largest, so the tone is within half a bin of it unless noise says so
+        self._params[peak_kernels.PARAM_MAX_OFFSET] = _MAX_OFFSET
+        self._params[peak_kernels.PARAM_OMEGA_PER_BIN] = self._omega_per_bin
+        self._params[peak_kernels.PARAM_AMPLITUDE_PER_MEDIAN] = 2.0 / (_SQRT_LN2 * self._window_sum)
+        self._params[peak_kernels.PARAM_THRESHOLD_DB] = self.detection_threshold_db
         #: the magnitudes the peak search computed, as a view for a SpectrumTap to copy
         self.magnitude_view = self._magnitude[self._mag_lo:self._mag_hi + 1]
         #: magnitude -> sine amplitude in input units (on a bin centre)
@@ -194,6 +245,45 @@ class PeakFinder:
         # a plain list: iterating it per frame is cheaper than iterating a numpy array
         self._recent: list[float] = [math.nan] * coherence_frames
         self.reset()
+
+    def _setup_band_path(self, spectrum: SpectrumMethod) -> None:
+        """Decide between the full FFT and the Goertzel bank over the band; allocate the bank.
+
+        The bank computes the rectangular bins ``mag_lo - half .. mag_hi + half`` and windows
+        them by convolving with the window's DFT, which has ``2 * half + 1`` taps for every
+        cosine-sum window (all of ``WINDOWS``). ``auto`` takes the bank when the cost model of
+        ``band_kernels.band_dft_cheaper`` says it is cheaper than the FFT.
+        """
+        n = self.fft_size
+        w_dft = np.fft.fft(self._window).real / n  # symmetric periodic window: real DFT
+        significant = np.abs(w_dft) > 1e-12 * abs(w_dft[0])
+        half = int(np.max(np.nonzero(significant[: n // 2])[0]))
+        sparse = not np.any(significant[half + 1 : n - half])
+        # a multiple of eight: the bank's vector loop then has no scalar remainder (55 bins
+        # took 1.5x the time of 56); the extra bins above the range are computed and unused
+        bins = -(-(self._mag_hi - self._mag_lo + 1 + 2 * half) // 8) * 8
+        if spectrum == "band" and not sparse:  # pragma: no cover - every WINDOWS entry is sparse
+            raise DspError(f"window={self.window_name!r} is not a cosine sum: no band path")
+        self._band = sparse and (
+            spectrum == "band"
+            or (spectrum == "auto" and band_kernels.band_dft_cheaper(bins, n))
+        )
+        self._half = half
+        self._first_bin = self._mag_lo - half
+        self._kernel = np.ascontiguousarray(
+            [w_dft[j % n] for j in range(-half, half + 1)], dtype=np.float64)
+        ks = np.arange(self._first_bin, self._first_bin + bins)
+        omega = 2.0 * math.pi * ks / n
+        self._bank = np.zeros((3, bins), dtype=np.float64)  # 2 cos(w), two state rows
+        self._bank[0] = 2.0 * np.cos(omega)
+        self._cbank = np.zeros((2, bins), dtype=np.complex128)  # exp(1j w), the bins
+        self._cbank[0] = np.exp(1j * omega)
+
+    @property
+    def spectrum_method(self) -> Literal["fft", "band"]:
+        """How the bins are computed: ``fft`` (windowed real FFT) or ``band`` (Goertzel bank
+        over the searched and noise bins only)."""
+        return "band" if self._band else "fft"
 
     def _build_ratio_table(self) -> tuple[np.ndarray, np.ndarray]:
         """Tabulate the three-point ratio against the offset; check it is strictly increasing."""
@@ -238,43 +328,25 @@ class PeakFinder:
             x = x[0]
         if x.ndim != 1:
             raise DspError(f"peak finder takes one channel; got an array of shape {x.shape}")
-        kernels.push_and_window(self._history, x, self._window, self._windowed)
         self._samples_seen = min(self._samples_seen + x.shape[0], self.fft_size)
-        np.fft.rfft(self._windowed, out=self._spectrum)
-        k, below, centre, above, median = kernels.locate_peak(
-            self._spectrum, self._magnitude, self._mag_lo, self._mag_hi, self._k_lo,
-            self._k_hi, self._noise_lo, self._noise_hi, self._exclude, self._scratch,
-        )
-        noise_floor = 2.0 * (median / _SQRT_LN2) / self._window_sum
-        nan = math.nan
-
-        denominator = below + 2.0 * centre + above
-        if centre <= 0.0 or denominator <= 0.0:
-            return PeakResult(False, nan, nan, nan, -math.inf, noise_floor, 0.0, nan, nan)
-        if self._complex_estimator:
-            offset = kernels.jacobsen_offset(self._spectrum, k, self._candan_factor)
+        if self._band:
+            band_kernels.band_spectrum(self._history, x, self._bank, self._cbank, self._kernel,
+                                       self._mag_lo, self._mag_hi, self._spectrum)
         else:
-            ratio = (above - below) / denominator
-            offset = kernels.interpolate_table(self._ratio_table, self._offset_table, ratio)
-        # bin k is the largest, so the tone is within half a bin of it unless noise says otherwise
-        offset = min(max(offset, -_MAX_OFFSET), _MAX_OFFSET)
-        raw_frequency = (k + offset) * self.bin_hz
-        raw_amplitude = 2.0 * centre / kernels.interpolate_table(
-            self._offset_table, self._response_table, offset
-        )
-        if noise_floor > 0.0:
-            snr_db = 20.0 * math.log10(raw_amplitude / noise_floor)
-        else:  # a noiseless input has an infinite SNR; NaN input gives NaN
-            snr_db = math.inf if noise_floor == 0.0 else math.nan
-
-        detected = (
-            self._samples_seen >= self.fft_size
-            and centre >= below
-            and centre >= above
-            and snr_db >= self.detection_threshold_db
-        )
+            kernels.push_and_window(self._history, x, self._window, self._windowed)
+            np.fft.rfft(self._windowed, out=self._spectrum)
+        # the window's estimate decides detection (its side lobes keep a strong tone outside
+        # the range from lifting a noise bump inside it); the reported amplitude is the
+        # matched one when asked for
+        k, offset, window_amplitude, matched_amplitude, noise_floor, snr_db, detected = (
+            peak_kernels.estimate_peak(
+                self._spectrum, self._magnitude, self._scratch, self._tables, self._history,
+                self._lanes, self._layout, self._params, self._samples_seen >= self.fft_size))
         if not detected:
+            nan = math.nan
             return PeakResult(False, nan, nan, nan, snr_db, noise_floor, 0.0, nan, nan)
+        raw_frequency = (k + offset) * self.bin_hz
+        raw_amplitude = matched_amplitude if self._matched else window_amplitude
 
         if math.isnan(self._smoothed_frequency):
             self._smoothed_frequency = raw_frequency

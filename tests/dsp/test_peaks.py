@@ -199,3 +199,83 @@ def test_nan_and_silence_are_not_detected():
     assert not silent.detected and silent.noise_floor == 0.0
     poisoned = pf.process(np.full(N, np.nan))
     assert not poisoned.detected and math.isnan(poisoned.snr_db)
+
+
+# ---------------------------------------------------------------- band path against the FFT
+
+
+def paired(**kwargs):
+    return finder(spectrum="fft", **kwargs), finder(spectrum="band", **kwargs)
+
+
+def assert_same(a, b):
+    """The tolerances the band path is held to (both compute the same bins to ~1e-12)."""
+    assert a.detected == b.detected
+    assert b.noise_floor == pytest.approx(a.noise_floor, rel=1e-9, abs=1e-300)
+    assert b.snr_db == pytest.approx(a.snr_db, abs=1e-7)
+    if a.detected:
+        assert abs(b.raw_frequency_hz - a.raw_frequency_hz) < 1e-6  # Hz
+        assert b.raw_amplitude == pytest.approx(a.raw_amplitude, rel=1e-9)
+        assert b.coherence == a.coherence
+
+
+@pytest.mark.parametrize("window", list(WINDOWS))
+@pytest.mark.parametrize("estimator", ["matched", "window"])
+def test_band_path_equals_the_fft_path_on_tones_in_noise(window, estimator):
+    fft, band = paired(window=window, amplitude_estimator=estimator)
+    assert (fft.spectrum_method, band.spectrum_method) == ("fft", "band")
+    for seed, fraction in enumerate(np.linspace(-0.5, 0.5, 7)):
+        x = tone((172 + fraction) * BIN, 0.2, N, snr_db=10.0 - 4 * seed, seed=seed)
+        assert_same(fft.process(x), band.process(x))
+
+
+@pytest.mark.parametrize("window", list(WINDOWS))
+def test_band_path_equals_the_fft_path_on_noise_and_odd_frames(window):
+    fft, band = paired(window=window)
+    rng = np.random.default_rng(11)
+    for size in (1000, 4096, 333, 5000, 17):  # the history slides the same way
+        x = rng.standard_normal(size) * 10.0 ** rng.uniform(-3, 1)
+        assert_same(fft.process(x), band.process(x))
+    # a strong tone just outside the range: its skirt fills the band the same way
+    x = tone(2560.0, 1.0, N, snr_db=60.0)
+    assert_same(fft.process(x), band.process(x))
+
+
+def test_band_path_spectrum_view_equals_the_fft_path():
+    fft, band = paired()
+    x = tone(2003.0, 0.1, N, snr_db=20.0)
+    fft.process(x)
+    band.process(x)
+    assert fft.magnitude_first_bin == band.magnitude_first_bin
+    scale = np.max(fft.magnitude_view)
+    assert np.allclose(band.magnitude_view, fft.magnitude_view, rtol=0, atol=1e-11 * scale)
+
+
+def test_auto_takes_the_band_when_narrow_and_the_fft_when_wide():
+    # the default graph's 1700..2300 Hz: 57 bins of 2049; 1500..2500 Hz: 91, past the crossover
+    assert finder(frequency_min_hz=1700.0, frequency_max_hz=2300.0).spectrum_method == "band"
+    assert finder().spectrum_method == "fft"
+    wide = finder(frequency_min_hz=100.0, frequency_max_hz=20000.0)
+    assert wide.spectrum_method == "fft"
+    result = wide.process(tone(12345.0, 0.3, N, snr_db=40.0))
+    assert result.detected and abs(result.frequency_hz - 12345.0) < 0.1
+    with pytest.raises(DspError, match=r"spectrum='dct' is not supported"):
+        finder(spectrum="dct")
+    with pytest.raises(DspError, match=r"amplitude_estimator='peak' is not supported"):
+        finder(amplitude_estimator="peak")
+
+
+def test_matched_amplitude_varies_less_than_the_window_estimate():
+    """Same records, both estimators: the matched one's variance is near 2 sigma^2 / N."""
+    matched, window = finder(), finder(amplitude_estimator="window")
+    a_m, a_w = [], []
+    sigma = 0.05
+    for seed in range(150):
+        noise = sigma * np.random.default_rng(seed).standard_normal(N)
+        x = tone(2003.7, 0.05, N, seed=seed) + noise
+        a_m.append(matched.process(x).raw_amplitude)
+        a_w.append(window.process(x).raw_amplitude)
+    crb = 2 * sigma**2 / N
+    assert np.var(a_m) / crb < 1.3  # 1.0 expected; 150 trials leave ~12 % spread
+    assert np.var(a_m) < 0.85 * np.var(a_w)  # Hann: 1.5 times the bound
+    assert np.mean(a_m) == pytest.approx(0.05, rel=0.01)

@@ -35,6 +35,7 @@ class InputNode(Node):
 
     type_name = "input"
     Params: ClassVar[type[StrictModel]] = NoParams
+    identity = True  # the graph hands its children the frame itself
 
     def __init__(self, node_id: str, params: Any, ctx: BuildContext) -> None:
         super().__init__(node_id, params, ctx)
@@ -138,6 +139,7 @@ class GainNode(Node):
         super().__init__(node_id, params, ctx)
         self._gain = float(10.0 ** (params.gain_db / 20.0))
         self._out = np.zeros((ctx.input_channels, ctx.frame_size))
+        self.identity = self._gain == 1.0  # 0 dB: the graph skips it
 
     def process(self, signal: np.ndarray, frame: Frame) -> np.ndarray:
         if self._gain == 1.0:  # 0 dB: pass the buffer on instead of copying it

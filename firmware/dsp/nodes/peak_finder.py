@@ -37,6 +37,13 @@ class PeakFinderParams(StrictModel):
         1.0, gt=0, le=1, description="EMA weight of each new value (1 = no smoothing)"
     )
     channel: Literal["A", "B"] = Field("A", description="channel analysed for a stereo input")
+    amplitude_estimator: Literal["matched", "window"] = Field(
+        "matched", description="matched: least-squares sinusoid at the refined frequency "
+        "(at the Cramer-Rao bound); window: the windowed bin (robust to strong tones outside "
+        "the band)")
+    spectrum: Literal["auto", "fft", "band"] = Field(
+        "auto", description="band: Goertzel bank over the searched bins; fft: full FFT; "
+        "auto: whichever the cost model says is cheaper (same result)")
 
     @model_validator(mode="after")
     def _range_ordered(self) -> PeakFinderParams:
@@ -95,6 +102,8 @@ class PeakFinderNode(Node):
                 detection_threshold_db=params.detection_threshold_db,
                 coherence_frames=params.coherence_frames,
                 smoothing=params.smoothing,
+                spectrum=params.spectrum,
+                amplitude_estimator=params.amplitude_estimator,
             )
         except DspError as exc:
             raise ConfigError(f"node {node_id!r} (peak_finder): {exc}") from None
@@ -132,4 +141,5 @@ class PeakFinderNode(Node):
         return signal
 
     def get_status(self) -> dict[str, Any]:
-        return {"detections": self.detections}
+        return {"detections": self.detections,
+                "spectrum_method": self._finder.spectrum_method}

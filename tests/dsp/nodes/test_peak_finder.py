@@ -124,7 +124,7 @@ def test_channel_b_and_the_band_decide_which_tone() -> None:
     feed(outside, stereo_tones)
     missed = state.get("out")
     assert missed is not None and not missed.detected
-    assert outside.get_status() == {"detections": 0}
+    assert outside.get_status() == {"detections": 0, "spectrum_method": "fft"}
 
 
 def test_noise_alone_is_not_detected() -> None:
@@ -135,7 +135,7 @@ def test_noise_alone_is_not_detected() -> None:
     result = state.get("pk")
     assert result is not None and not result.detected
     assert np.isnan(result.frequency_hz) and np.isnan(result.amplitude)
-    assert node.get_status() == {"detections": 0}
+    assert node.get_status() == {"detections": 0, "spectrum_method": "fft"}
 
 
 def test_the_input_passes_through() -> None:
@@ -164,3 +164,22 @@ def test_the_spectrum_is_copied_only_while_someone_looks() -> None:
     node.process(stereo_tones(0), frame(sequence=FRAMES + 1, timestamp=tap.wanted_until + 0.1))
     later = tap.read()
     assert later is not None and later.sequence == FRAMES
+
+
+def test_narrow_band_uses_the_band_path_and_finds_the_same_peak() -> None:
+    state = ComputingState()
+    params = {"center_frequency": 2000.0, "bandwidth": 600.0}
+    band = build("peak_finder", params, node_id="band", state=state)
+    fft = build("peak_finder", {**params, "spectrum": "fft"}, node_id="fft", state=state)
+    assert band.get_status()["spectrum_method"] == "band"
+    rng = np.random.default_rng(5)
+    for k in range(6):  # the 4096-sample history fills after four frames
+        x = rng.standard_normal((2, N)) * 0.01
+        x[0] += 0.1 * np.sin(2 * np.pi * 2011.0 * np.arange(k * N, (k + 1) * N) / FS)
+        band.process(x, frame(x, sequence=k))
+        fft.process(x, frame(x, sequence=k))
+    a, b = state.get("fft"), state.get("band")
+    assert a is not None and b is not None and a.detected and b.detected
+    assert b.frequency_hz == pytest.approx(a.frequency_hz, abs=1e-6)
+    assert b.amplitude == pytest.approx(a.amplitude, rel=1e-9)
+    assert b.snr_db == pytest.approx(a.snr_db, abs=1e-7)
