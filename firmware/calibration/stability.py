@@ -3,8 +3,9 @@
 One ``Sample`` per new result of the calibrated node: its amplitude (compensated, what the
 fit uses), the raw amplitude, the cell temperature and the frequency. ``PointWindow`` keeps
 the samples of the last ``window_s`` seconds; the window is stable once samples have come for
-at least ``window_s`` seconds, it holds at least ``min_samples`` of them and the amplitude's relative standard deviation
-is at most ``max_rsd_percent`` (or its standard deviation at most ``abs_std``).
+at least ``window_s`` seconds, it holds at least ``min_samples`` of them and the amplitude's
+relative standard deviation is at most ``max_rsd_percent`` (or its standard deviation at most
+``abs_std``).
 """
 
 from __future__ import annotations
