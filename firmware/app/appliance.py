@@ -221,6 +221,7 @@ class Appliance:
             peak_nodes=[n.node_id for n in nodes if n.result_kind in DETECTOR_KINDS],
             alarms=alarms,
             relays=sorted(self.doc.config.hal.relays),
+            calibration_node=None if self.calibration is None else self.calibration.node.node_id,
         )
 
     def start(self) -> float:
