@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from firmware import __version__
 from firmware.errors import ConfigError, PafwError
@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     modbus_map.add_argument("--markdown", action="store_true",
                             help="a Markdown table (docs/modbus.md)")
 
+    _add_calibrate_parser(sub)
+
     bench = sub.add_parser("bench", help="measure the DSP graph (or the actions) and print it")
     bench.add_argument("what", nargs="?",
                        choices=["dsp", "actions", "python-actions", "web", "modbus",
@@ -159,6 +161,111 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--no-mqtt", action="store_true",
                         help="do not require the MQTT link to be connected")
     return parser
+
+
+def _add_calibrate_parser(sub: Any) -> None:
+    """`pafw calibrate ...`: the running appliance's calibration, over its HTTP API."""
+    cal = sub.add_parser("calibrate", help="calibrate the running analyzer: zero and span "
+                         "gases, records, zero check (over its HTTP API)")
+    cal_sub = cal.add_subparsers(dest="calibrate_command", required=True, metavar="ACTION")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, help="the appliance's config (its web port "
+                        "and token)")
+    common.add_argument("--url", help="the appliance's API (default: from the config)")
+    common.add_argument("--token", help="web.token for changes (default: $PAFW_WEB_TOKEN or "
+                        "the config's)")
+    for name, text in (("run", "measure zero and span points, fit, store, activate"),
+                       ("zero-check", "measure zero gas and record the offset (no refit)")):
+        run = cal_sub.add_parser(name, help=text, parents=[common])
+        run.add_argument("--point", type=float, action="append", default=[], metavar="PPM",
+                         help="a cylinder's concentration (0: zero gas), in order; "
+                         "repeatable (without: asked on the terminal)")
+        run.add_argument("--cylinder", action="append", default=[], metavar="ID",
+                         help="the cylinder id of each --point, in the same order")
+        run.add_argument("--gas", help="the gas name (default: device.gas)")
+        run.add_argument("--operator", help="who calibrates (written in the record)")
+        run.add_argument("--note", default="", help="a note kept in the record")
+        run.add_argument("--degree", type=int, choices=[1, 2, 3, 4],
+                         help="the fit's degree (default: the lowest that passes)")
+        run.add_argument("--through-zero", action="store_true", default=None,
+                         help="fit with c0 = 0")
+        run.add_argument("--no-activate", action="store_true",
+                         help="store the record without making it active")
+        run.add_argument("--set-simulator-gas", action="store_true",
+                         help="fill the simulator with each point's gas (a rehearsal)")
+    cal_sub.add_parser("status", help="the calibration in use and its due date",
+                       parents=[common])
+    cal_sub.add_parser("list", help="every record; * marks the active one", parents=[common])
+    show = cal_sub.add_parser("show", help="one record: points, fit, residuals",
+                              parents=[common])
+    show.add_argument("id")
+    activate = cal_sub.add_parser("activate", help="make a record active, live",
+                                  parents=[common])
+    activate.add_argument("id")
+    activate.add_argument("--operator", default="")
+    rollback = cal_sub.add_parser("rollback", help="back to the calibration active before",
+                                  parents=[common])
+    rollback.add_argument("--operator", default="")
+    gas = cal_sub.add_parser("gas", help="fill the simulator with a gas (or 'profile')",
+                             parents=[common])
+    gas.add_argument("ppm", help="ppm, or 'profile' to give it back to its profile")
+    pressure = cal_sub.add_parser("pressure", help="the ambient pressure to compensate for",
+                                  parents=[common])
+    pressure.add_argument("hpa", help="hPa, or 'config' for the configured one")
+
+
+def _cmd_calibrate(args: argparse.Namespace, out: TextIO) -> int:
+    import os
+
+    from firmware.tools import calibrate as cal
+
+    url, token = args.url, args.token or os.environ.get("PAFW_WEB_TOKEN")
+    if url is None or token is None:
+        web = _load(args.config).config.web
+        host = "127.0.0.1" if web.bind in ("0.0.0.0", "::", "") else web.bind
+        url = url or f"http://{host}:{web.port}"
+        token = token or web.token
+    client = cal.ApplianceClient(url, token)
+    command = args.calibrate_command
+    if command in ("run", "zero-check"):
+        options = cal.RunOptions(
+            points=args.point, cylinders=args.cylinder, operator=args.operator, note=args.note,
+            degree=args.degree, through_zero=args.through_zero, activate=not args.no_activate,
+            set_simulator_gas=args.set_simulator_gas, zero_check=command == "zero-check",
+            gas=args.gas)
+        ask = input if sys.stdin.isatty() and not args.point else None
+        return EXIT_OK if cal.run_calibration(client, options, out=out, ask=ask) \
+            else EXIT_FAILURE
+    if command == "status":
+        cal.print_status(client, out)
+    elif command == "list":
+        cal.print_records(client, out)
+    elif command == "show":
+        cal.print_record(client, args.id, out)
+    elif command == "activate":
+        client.post(f"/api/v1/calibration/records/{args.id}/activate",
+                    {"operator": args.operator})
+        out.write(f"calibration {args.id} active\n")
+    elif command == "rollback":
+        answer = client.post("/api/v1/calibration/rollback", {"operator": args.operator})
+        out.write(f"active now: {answer['active'] or 'the YAML coefficients'}\n")
+    elif command == "gas":
+        ppm = None if args.ppm == "profile" else _number(args.ppm, "ppm")
+        answer = client.post("/api/v1/simulator/gas", {"ppm": ppm})
+        out.write(f"simulator gas: {answer['ppm'] if answer['ppm'] is not None else 'profile'}"
+                  "\n")
+    else:
+        hpa = None if args.hpa == "config" else _number(args.hpa, "hpa")
+        status = client.post("/api/v1/calibration/pressure", {"hpa": hpa})
+        out.write(f"pressure: {status['pressure_hpa']} hPa\n")
+    return EXIT_OK
+
+
+def _number(text: str, name: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise PafwError(f"{name} {text!r}: expected a number") from None
 
 
 def _load(path: Path | None) -> ConfigDocument:
@@ -397,6 +504,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_modbus(args, out)
         if args.command == "health":
             return _cmd_health(args, out)
+        if args.command == "calibrate":
+            return _cmd_calibrate(args, out)
         return _cmd_bench(args, out)
     except ConfigError as exc:
         print("pafw: configuration error:", file=sys.stderr)

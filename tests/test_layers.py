@@ -30,6 +30,11 @@ LAYERS: dict[str, set[str]] = {
               "bench"},
     "cli": set(),  # the entry point may import anything (and only lazily, see below)
 }
+#: calibration/ sits between dsp and config: it drives the concentration node (dsp), config
+#: composes its settings model, app builds its manager
+LAYERS["calibration"] = {"core", "dsp", "calibration"}
+for _above in ("config", "app", "web", "modbus", "tools", "service", "bench"):
+    LAYERS[_above].add("calibration")
 CORE_MODULES = {"firmware", "firmware.errors", "firmware.state", "firmware.stats",
                 "firmware.status", "firmware.strict_model"}
 #: third-party packages one layer owns

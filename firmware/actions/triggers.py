@@ -146,8 +146,25 @@ class CustomTrigger(StrictModel):
     name: Name
 
 
+class CalibrationDueTrigger(StrictModel):
+    """Fires when the calibration falls due (``level: due``, which includes overdue) or
+    overdue; clears once a new calibration is active. It reads the ``calibration_due`` /
+    ``calibration_overdue`` flag every result carries (docs/calibration.md)."""
+
+    type: Literal["calibration_due"] = "calibration_due"
+    name: Name | None = None
+    level: Literal["due", "overdue"] = "due"
+
+    @model_validator(mode="after")
+    def _default_name(self) -> CalibrationDueTrigger:
+        if self.name is None:
+            self.__dict__["name"] = f"calibration_{self.level}"
+        return self
+
+
 TriggerSettings = Annotated[
-    ThresholdTrigger | FrequencyDeviationTrigger | DataTimeoutTrigger | CustomTrigger,
+    ThresholdTrigger | FrequencyDeviationTrigger | DataTimeoutTrigger | CustomTrigger
+    | CalibrationDueTrigger,
     Field(discriminator="type"),
 ]
 
@@ -253,6 +270,18 @@ class _Timeout:
         self.last_monotonic: float | None = None
 
 
+class _FlagWatch:
+    """State of one calibration-due trigger: active while results carry one of ``flags``."""
+
+    __slots__ = ("active", "cleared", "fired", "flags", "name")
+
+    def __init__(self, s: CalibrationDueTrigger) -> None:
+        self.name = s.name or ""
+        self.flags = (("calibration_due", "calibration_overdue") if s.level == "due"
+                      else ("calibration_overdue",))
+        self.active, self.fired, self.cleared = False, 0, 0
+
+
 class _Route:
     """Everything that applies to one node id, resolved at its first result."""
 
@@ -286,6 +315,8 @@ class TriggerEngine:
                        if isinstance(t, ThresholdTrigger | FrequencyDeviationTrigger)]
         self._timeouts = [_Timeout(t) for t in triggers if isinstance(t, DataTimeoutTrigger)]
         self._custom = {t.name: 0 for t in triggers if isinstance(t, CustomTrigger)}
+        self._flag_watches = [_FlagWatch(t) for t in triggers
+                              if isinstance(t, CalibrationDueTrigger)]
         self._order = names
         self._routes: dict[str, _Route] = {}
         self._repeating: list[_State] = []
@@ -308,6 +339,8 @@ class TriggerEngine:
                 route.last_sequence, route.last_monotonic = result.sequence, result.monotonic
                 for timeout in route.timeouts:
                     self._fresh(timeout, result, now_monotonic, events)
+                for watch in self._flag_watches:
+                    self._watch_flags(watch, result, now_monotonic, events)
                 if result.detected:
                     for state in route.states:
                         self._evaluate(state, result, now_monotonic, events)
@@ -345,6 +378,7 @@ class TriggerEngine:
         with self._lock:
             on = {s.rule.name for s in self._states if s.active}
             on.update(t.name for t in self._timeouts if t.active)
+            on.update(w.name for w in self._flag_watches if w.active)
         return [n for n in self._order if n in on]
 
     def get_status(self) -> dict[str, Any]:
@@ -361,6 +395,10 @@ class TriggerEngine:
                 triggers[t.name] = {"type": "data_timeout", "active": t.active,
                                     "active_nodes": [t.node] if t.active else [],
                                     "fired": t.fired, "cleared": t.cleared}
+            for w in self._flag_watches:
+                triggers[w.name] = {"type": "calibration_due", "active": w.active,
+                                    "active_nodes": [], "fired": w.fired,
+                                    "cleared": w.cleared}
             for name, count in self._custom.items():
                 triggers[name] = {"type": "custom", "active": False, "active_nodes": [],
                                   "fired": count}
@@ -426,6 +464,21 @@ class TriggerEngine:
             events.append(TriggerEvent("clear", t.name, "data_timeout", silent, t.timeout_s,
                                        t.node, now, result.timestamp, {"silent_for_s": silent}))
         t.last_monotonic = result.monotonic
+
+    def _watch_flags(self, w: _FlagWatch, result: ComputingResult, now: float,
+                     events: list[TriggerEvent]) -> None:
+        flags = result.flags
+        raised = bool(flags) and any(f in flags for f in w.flags)
+        if raised == w.active:
+            return
+        w.active = raised
+        if raised:
+            w.fired += 1
+        else:
+            w.cleared += 1
+        events.append(TriggerEvent("trigger" if raised else "clear", w.name, "calibration_due",
+                                   None, None, result.node_id, now, result.timestamp,
+                                   {"flags": [f for f in flags if f.startswith("calibration")]}))
 
     def _baseline(self, t: _Timeout) -> float:
         if t.last_monotonic is not None:

@@ -29,6 +29,7 @@ from firmware.actions.python.action_node import PythonAction, PythonActionNode
 from firmware.actions.python.confinement import Confinement
 from firmware.actions.python.sandbox import can_switch_user
 from firmware.app.analyzer import Analyzer
+from firmware.app.calibration import build_calibration
 from firmware.app.file_watch import FileWatcher
 from firmware.app.operations import Operations
 from firmware.app.release import release_id
@@ -121,6 +122,10 @@ class Appliance:
                                      events=self.action_events,
                                      state_dir=self.analyzer.state_dir, run=self.control.call)
         self.operations.restore()
+        #: the concentration node's calibration (None without a concentration node)
+        self.calibration = build_calibration(doc, self.analyzer)
+        if self.calibration is not None:
+            self.status_parts["calibration"] = self.calibration.get_status
 
     def _restore_histories(self) -> None:
         """Put the events of earlier runs back in their actions' history (oldest first,
@@ -216,6 +221,7 @@ class Appliance:
             peak_nodes=[n.node_id for n in nodes if n.result_kind in DETECTOR_KINDS],
             alarms=alarms,
             relays=sorted(self.doc.config.hal.relays),
+            calibration_node=None if self.calibration is None else self.calibration.node.node_id,
         )
 
     def start(self) -> float:
@@ -230,6 +236,8 @@ class Appliance:
             if self.doc.config.mqtt.discovery.enabled:
                 self.mqtt.set_discovery(self.discovery_entities())
         warm = self.analyzer.warm_up()
+        if self.calibration is not None:
+            self.calibration.start()
         self.control.start()
         for watcher in (self.watcher, self.config_watcher):
             if watcher is not None:
@@ -243,6 +251,8 @@ class Appliance:
             if watcher is not None:
                 watcher.stop()
         self.analyzer.stop()
+        if self.calibration is not None:
+            self.calibration.stop()
         self.control.stop()
         if self.mqtt is not None:
             self.mqtt.publish_status(self.get_status(brief=True))

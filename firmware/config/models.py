@@ -20,6 +20,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from firmware.actions.mqtt.settings import MqttSettings
+from firmware.calibration.settings import CalibrationSettings
 from firmware.config.chain import chain_problems
 from firmware.config.modbus import ModbusSettings
 from firmware.config.processing import NodeSettings, ProcessingSettings
@@ -103,6 +104,7 @@ class Config(StrictModel):
     scripts: ScriptsSettings = Field(default_factory=ScriptsSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     modbus: ModbusSettings = Field(default_factory=ModbusSettings)
+    calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
     values: dict[str, Any] = Field(
         default_factory=dict,
         description="named values (YAML anchors, ``name: &name 2000.0``) that node parameters "
@@ -143,6 +145,19 @@ class Config(StrictModel):
         if isinstance(data, dict):
             return {k: {} if v is None and k in cls.model_fields else v for k, v in data.items()}
         return data
+
+    @model_validator(mode="after")
+    def _calibration_node(self) -> Config:
+        """``calibration.node`` names a concentration node of the graph."""
+        wanted = self.calibration.node
+        if wanted is None:
+            return self
+        kinds = {n.id: n.type for n in self.processing.default_graph.nodes}
+        if kinds.get(wanted) != "concentration":
+            found = sorted(i for i, t in kinds.items() if t == "concentration")
+            raise ValueError(f"calibration.node {wanted!r} is not a concentration node of the "
+                             f"graph (concentration nodes: {', '.join(found) or 'none'})")
+        return self
 
     def node(self, node_id: str) -> NodeSettings:
         """The graph node with ``node_id`` (KeyError if there is none)."""

@@ -1,10 +1,14 @@
-"""From signal amplitude to gas concentration: calibration polynomial and temperature correction.
+"""From signal amplitude to gas concentration: calibration polynomial, temperature and pressure
+correction.
 
 The photoacoustic amplitude grows with the absorber's concentration, nearly linearly at low
 concentration and bending over at high concentration (absorption saturates), so calibration is
 a low-degree polynomial ``ppm = c0 + c1 x + ... + c4 x^4`` fitted to reference gases. The cell's
 response also drifts with temperature; a linear coefficient referred to a reference temperature
-corrects the amplitude before the polynomial is applied.
+corrects the amplitude before the polynomial is applied, and so does a linear coefficient
+referred to a reference pressure: the signal grows with the absorbers' number density, which
+at a fixed mole fraction goes with the pressure (``1 / reference_pressure_hpa`` per hPa is the
+ideal-gas value).
 """
 
 from __future__ import annotations
@@ -122,13 +126,14 @@ class CalibrationPolynomial:
 
 
 class ConcentrationCalculator:
-    """Amplitude (and optional cell temperature) to ppm, clamped to a plausible range.
+    """Amplitude (and optional cell temperature and pressure) to ppm, clamped to a range.
 
     The amplitude is first referred to ``reference_temperature_c``: ``a / (1 + k * (T - Tref))``
-    with ``k = temperature_coefficient_per_c``, when ``k != 0`` and ``T`` is known (finite).
+    with ``k = temperature_coefficient_per_c``, when ``k != 0`` and ``T`` is known (finite);
+    then to ``reference_pressure_hpa`` the same way with ``pressure_coefficient_per_hpa``.
     The polynomial result is clamped to ``[min_ppm, max_ppm]``; ``last_clamped`` tells whether
     the last ``compute`` had to clamp. NaN in (no detection upstream) gives NaN out, as does a
-    temperature so far off that the correction factor is not positive.
+    temperature or pressure so far off that a correction factor is not positive.
 
     >>> calc = ConcentrationCalculator(coefficients=[0.0, 10000.0], max_ppm=5000.0)
     >>> calc.compute(0.25), calc.compute(0.9), calc.last_clamped
@@ -143,6 +148,8 @@ class ConcentrationCalculator:
         reference_temperature_c: float = 25.0,
         min_ppm: float = 0.0,
         max_ppm: float | None = None,
+        pressure_coefficient_per_hpa: float = 0.0,
+        reference_pressure_hpa: float = 1013.25,
     ) -> None:
         self.polynomial = CalibrationPolynomial(coefficients)
         if not math.isfinite(temperature_coefficient_per_c):
@@ -155,24 +162,46 @@ class ConcentrationCalculator:
             raise DspError(f"min_ppm={min_ppm!r} must be a finite number")
         if max_ppm is not None and not (math.isfinite(max_ppm) and max_ppm > min_ppm):
             raise DspError(f"max_ppm={max_ppm!r} must be a finite number above min_ppm={min_ppm}")
+        if not math.isfinite(pressure_coefficient_per_hpa):
+            raise DspError(
+                f"pressure_coefficient_per_hpa={pressure_coefficient_per_hpa!r} must be finite")
+        if not (math.isfinite(reference_pressure_hpa) and reference_pressure_hpa > 0):
+            raise DspError(f"reference_pressure_hpa={reference_pressure_hpa!r} must be a "
+                           "positive number")
+        self.pressure_coefficient_per_hpa = float(pressure_coefficient_per_hpa)
+        self.reference_pressure_hpa = float(reference_pressure_hpa)
         self.temperature_coefficient_per_c = float(temperature_coefficient_per_c)
         self.reference_temperature_c = float(reference_temperature_c)
         self.min_ppm = float(min_ppm)
         self.max_ppm = math.inf if max_ppm is None else float(max_ppm)
         self.last_clamped = False
 
-    def compensate(self, amplitude: float, temperature_c: float = math.nan) -> float:
-        """The amplitude referred to the reference temperature (unchanged without a reading)."""
-        k = self.temperature_coefficient_per_c
-        if k == 0.0 or not math.isfinite(temperature_c):
-            return amplitude
-        factor = 1.0 + k * (temperature_c - self.reference_temperature_c)
-        return amplitude / factor if factor > 0.0 else math.nan
+    def compensate(self, amplitude: float, temperature_c: float = math.nan,
+                   pressure_hpa: float = math.nan) -> float:
+        """The amplitude referred to the reference temperature and pressure (each left out
+        without a reading).
 
-    def compute(self, amplitude: float, temperature_c: float = math.nan) -> float:
+        >>> calc = ConcentrationCalculator(coefficients=[0.0, 1.0],
+        ...                                pressure_coefficient_per_hpa=0.001,
+        ...                                reference_pressure_hpa=1000.0)
+        >>> calc.compensate(1.1, pressure_hpa=1100.0)
+        1.0
+        """
+        k = self.temperature_coefficient_per_c
+        if k != 0.0 and math.isfinite(temperature_c):
+            factor = 1.0 + k * (temperature_c - self.reference_temperature_c)
+            amplitude = amplitude / factor if factor > 0.0 else math.nan
+        kp = self.pressure_coefficient_per_hpa
+        if kp != 0.0 and math.isfinite(pressure_hpa):
+            factor = 1.0 + kp * (pressure_hpa - self.reference_pressure_hpa)
+            amplitude = amplitude / factor if factor > 0.0 else math.nan
+        return amplitude
+
+    def compute(self, amplitude: float, temperature_c: float = math.nan,
+                pressure_hpa: float = math.nan) -> float:
         """Concentration in ppm for one amplitude; NaN when the amplitude is NaN."""
         self.last_clamped = False
-        x = self.compensate(amplitude, temperature_c)
+        x = self.compensate(amplitude, temperature_c, pressure_hpa)
         if math.isnan(x):
             return math.nan
         ppm = self.polynomial(x)

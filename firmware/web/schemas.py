@@ -415,3 +415,199 @@ DOCUMENTED: tuple[type[BaseModel], ...] = (
     AcknowledgeResponse, AcknowledgeAllResponse, PulseRequest, PulseResponse, ReloadResponse,
     Health, ResultsEvent, StatusEvent, ActionEvent, EventsResponse,
 )
+
+
+# ------------------------------------------------------------------ calibration
+class CalibrationDue(Shape):
+    """When the next calibration is due: ``state`` not_scheduled, ok, due or overdue."""
+
+    state: Literal["not_scheduled", "ok", "due", "overdue"]
+    calibrated_at: str | None
+    due_at: str | None
+    overdue_at: str | None
+    flags: list[str]
+
+
+class CalibrationSummary(Shape):
+    """One calibration record in a list (``active``/``applicable`` only in lists)."""
+
+    id: str
+    created: str
+    operator: str
+    node_id: str
+    degree: int
+    points: int
+    coefficients: list[float]
+    r_squared: float | None
+    concentration_range: list[float]
+    active: bool | None = None
+    applicable: bool | None = None
+
+
+class CalibrationPointProgress(Shape):
+    """The point being measured: its window's readings and what it waits for."""
+
+    concentration_ppm: float
+    gas: str
+    cylinder: str | None
+    state: Literal["measuring", "stable", "failed", "cancelled"]
+    started: str
+    elapsed_s: float
+    waiting_for: str | None
+    error: str | None
+    window: dict[str, Any] | None
+
+
+class CalibrationSession(Shape):
+    """``GET /api/v1/calibration/session``: the calibration or zero check in progress."""
+
+    mode: Literal["calibration", "zero_check"]
+    operator: str
+    gas: str
+    note: str
+    started: str
+    points: list[dict[str, Any]]
+    current: CalibrationPointProgress | None
+    measuring: bool
+    last_failure: str | None
+
+
+class CalibrationStatus(Shape):
+    """``GET /api/v1/calibration``: what the calibrated node computes with, and why."""
+
+    node: str
+    active_record: CalibrationSummary | None
+    coefficients: list[float]
+    source: Literal["record", "yaml"]
+    problem: str | None
+    due: CalibrationDue
+    signal_chain: str
+    pressure_hpa: float | None
+    session: CalibrationSession | None
+    last_zero_check: dict[str, Any] | None
+
+
+class CalibrationRecordsResponse(Shape):
+    """``GET /api/v1/calibration/records``: every record, oldest first."""
+
+    records: list[CalibrationSummary]
+    history: list[dict[str, Any]]
+
+
+class CalibrationFit(Shape):
+    """A fit: coefficients c0 first, one-sigma uncertainties (null without spare points),
+    residuals per point (measured - fitted, ppm), R²."""
+
+    degree: int
+    through_zero: bool
+    coefficients: list[float]
+    uncertainties: list[float] | None
+    residuals_ppm: list[float]
+    r_squared: float | None
+    amplitude_range: list[float]
+    concentration_range: list[float]
+
+
+class CalibrationRecordDocument(Shape):
+    """A calibration record as stored (``active``: whether it is the active one)."""
+
+    schema_: int = Field(alias="schema")
+    id: str
+    created: str
+    created_epoch: float
+    operator: str
+    node_id: str
+    gas: str
+    note: str
+    points: list[dict[str, Any]]
+    fit: CalibrationFit
+    firmware_version: str
+    signal_chain: dict[str, Any]
+    active: bool
+
+
+class CalibrationSessionRequest(Shape):
+    """Body of ``POST /api/v1/calibration/session``."""
+
+    mode: Literal["calibration", "zero_check"] = "calibration"
+    operator: str | None = Field(None, max_length=128)
+    note: str = Field("", max_length=1000)
+
+
+class CalibrationPointRequest(Shape):
+    """Body of ``POST /api/v1/calibration/session/points``: the cylinder's concentration
+    (0 for zero gas), its gas name (default ``device.gas``) and cylinder id."""
+
+    concentration_ppm: float = Field(allow_inf_nan=False)
+    gas: str | None = Field(None, max_length=64)
+    cylinder: str | None = Field(None, max_length=128)
+
+
+class CalibrationFitRequest(Shape):
+    """Body of the fit and commit calls (null degree: the lowest that passes)."""
+
+    degree: int | None = Field(None, ge=1, le=4)
+    through_zero: bool | None = None
+    activate: bool = True
+
+
+class CalibrationOperatorRequest(Shape):
+    """Body of activate and rollback: who does it."""
+
+    operator: str = Field("", max_length=128)
+
+
+class CalibrationActivated(Shape):
+    """What is active after an activate or a rollback (null: the YAML coefficients)."""
+
+    active: str | None
+    calibration: CalibrationStatus
+
+
+class ZeroCheckResult(Shape):
+    """A stored zero-drift check: the offset read with the active calibration."""
+
+    id: str
+    kind: Literal["zero_check"]
+    at: str
+    epoch: float
+    operator: str
+    node_id: str
+    record_id: str | None
+    offset_ppm: float | None
+    offset_amplitude: float
+    point: dict[str, Any]
+    note: str
+
+
+class CalibrationCommitResponse(Shape):
+    """A committed calibration's record, or a committed zero check (the other is null)."""
+
+    record: CalibrationRecordDocument | None
+    zero_check: ZeroCheckResult | None
+
+
+class PressureRequest(Shape):
+    """Body of ``POST /api/v1/calibration/pressure`` (null: the configured one)."""
+
+    hpa: float | None = Field(gt=0, le=2000)
+
+
+class SimulatorGasRequest(Shape):
+    """Body of ``POST /api/v1/simulator/gas`` (null: back to the configured profile)."""
+
+    ppm: float | None = Field(ge=0, allow_inf_nan=False)
+
+
+class SimulatorGasResponse(Shape):
+    """The simulator's gas now (null: its concentration profile runs)."""
+
+    ppm: float | None
+
+
+DOCUMENTED += (
+    CalibrationStatus, CalibrationRecordsResponse, CalibrationRecordDocument, CalibrationFit,
+    CalibrationSession, CalibrationSessionRequest, CalibrationPointRequest,
+    CalibrationFitRequest, CalibrationOperatorRequest, CalibrationActivated, ZeroCheckResult,
+    PressureRequest, SimulatorGasRequest, SimulatorGasResponse, CalibrationCommitResponse,
+)

@@ -319,3 +319,31 @@ def test_engine_is_cheap_per_frame() -> None:
     # per update, is 50 times what it takes on a loaded 2-core machine, so it fails only
     # when the cost per update grows (e.g. with the history), never with the load.
     assert elapsed < 2.0, f"{elapsed / len(frames) * 1e6:.1f} µs per update"
+
+
+def test_calibration_due_fires_on_the_flag_and_clears_without_it() -> None:
+    from firmware.actions.triggers import CalibrationDueTrigger
+
+    adapter: TypeAdapter[object] = TypeAdapter(list[TriggerSettings])
+    due, overdue = adapter.validate_python([{"type": "calibration_due"},
+                                            {"type": "calibration_due", "level": "overdue"}])
+    assert isinstance(due, CalibrationDueTrigger) and due.name == "calibration_due"
+    assert isinstance(overdue, CalibrationDueTrigger) and overdue.name == "calibration_overdue"
+    engine = TriggerEngine([due, overdue], monitored_nodes=[])
+    seq = itertools.count()
+
+    def feed(*flags: str) -> list[tuple[str, str]]:
+        n = next(seq)
+        r = ComputingResult("co2", "concentration", 1.7e9 + n, float(n), n, True,
+                            concentration_ppm=500.0, flags=flags)
+        return [(e.kind, e.trigger_name) for e in engine.update(r, float(n))]
+
+    assert feed() == []
+    assert feed("calibration_due") == [("trigger", "calibration_due")]
+    assert feed("calibration_due") == []  # once per excursion
+    assert feed("calibration_overdue", "mic_b_clipping") == [("trigger", "calibration_overdue")]
+    assert engine.active == ["calibration_due", "calibration_overdue"]
+    assert feed() == [("clear", "calibration_due"), ("clear", "calibration_overdue")]
+    status = engine.get_status()["triggers"]["calibration_due"]
+    assert status == {"type": "calibration_due", "active": False, "active_nodes": [],
+                      "fired": 1, "cleared": 1}

@@ -119,3 +119,29 @@ def test_bad_calculator_parameters_raise(kwargs, match):
     params.update(kwargs)
     with pytest.raises(DspError, match=match):
         ConcentrationCalculator(**params)
+
+
+def test_pressure_compensation_refers_the_amplitude_to_the_reference_pressure() -> None:
+    from firmware.dsp.concentration import ConcentrationCalculator
+
+    calc = ConcentrationCalculator(coefficients=[0.0, 1000.0],
+                                   pressure_coefficient_per_hpa=1 / 1000.0,
+                                   reference_pressure_hpa=1000.0,
+                                   temperature_coefficient_per_c=0.01,
+                                   reference_temperature_c=20.0)
+    assert calc.compute(1.0) == 1000.0  # no readings: nothing compensated
+    assert calc.compute(1.1, pressure_hpa=1100.0) == pytest.approx(1000.0)
+    assert calc.compute(1.1 * 1.1, 30.0, 1100.0) == pytest.approx(1000.0)
+    assert math.isnan(calc.compute(1.0, pressure_hpa=-1e6))  # factor not positive
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"pressure_coefficient_per_hpa": math.nan}, "pressure_coefficient_per_hpa=nan must be"),
+    ({"reference_pressure_hpa": 0.0}, "reference_pressure_hpa=0.0 must be a positive number"),
+])
+def test_bad_pressure_settings(kwargs: dict[str, float], message: str) -> None:
+    from firmware.dsp.concentration import ConcentrationCalculator
+    from firmware.errors import DspError
+
+    with pytest.raises(DspError, match=message):
+        ConcentrationCalculator(coefficients=[0.0, 1.0], **kwargs)

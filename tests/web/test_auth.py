@@ -28,7 +28,11 @@ def snapshot(rig: WebRig) -> dict[str, Any]:
             "acknowledged": [sorted(h.acknowledged) for h in rig.appliance.handlers],
             "relay_switches": relay.get_status()["switch_count"] if relay else None,
             "operator_events": [e for e in rig.appliance.action_events.since(0)
-                                if e.kind in OPERATOR_KINDS]}
+                                if e.kind in OPERATOR_KINDS],
+            "calibration": {k: v for k, v in (rig.appliance.calibration.get_status().items()
+                                              if rig.appliance.calibration else ())
+                            if k in ("coefficients", "session", "pressure_hpa")},
+            "simulator_gas": getattr(rig.appliance.analyzer.source, "gas_ppm", None)}
 
 
 @pytest.fixture
@@ -37,7 +41,7 @@ def rig(make_rig: Any) -> WebRig:
 
 
 def test_writes_refuse_missing_and_wrong_tokens(rig: WebRig) -> None:
-    assert len(WRITE_PATHS) == 6
+    assert len(WRITE_PATHS) == 6 + 9  # operator + calibration writes
     before = snapshot(rig)
     for path in WRITE_PATHS:
         body = BODIES.get(path, {})
@@ -52,7 +56,7 @@ def test_writes_refuse_missing_and_wrong_tokens(rig: WebRig) -> None:
             assert answer.status in (401, 403), (path, wrong)
         assert rig.post(path, body, token=TOKEN.upper()).status == 403
     assert snapshot(rig) == before
-    assert rig.server.policy.failures >= 6 * 6
+    assert rig.server.policy.failures >= len(WRITE_PATHS) * 6
 
 
 def test_the_right_token_is_accepted(rig: WebRig) -> None:

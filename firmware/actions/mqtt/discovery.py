@@ -11,6 +11,9 @@ no traffic of its own besides the retained configs:
 - ``<base>/<device>/state/alarm_<name>`` and ``state/relay_<name>`` (retained ``ON``/``OFF``):
   one binary sensor each. Relays are announced read-only: switching them is the firmware's
   job, not the dashboard's.
+- the calibration's due state (``ok``, ``due``, ``overdue``): a sensor that reads the
+  ``calibration_due``/``calibration_overdue`` flags of the calibrated node's result in the
+  same measurements message.
 - ``<base>/<device>/availability`` (retained ``online``/``offline``, with the LWT): every
   entity goes unavailable when the appliance dies.
 
@@ -38,6 +41,8 @@ class DiscoveryEntities:
     peak_nodes: list[str] = field(default_factory=list)
     alarms: list[str] = field(default_factory=list)
     relays: list[str] = field(default_factory=list)
+    #: the calibrated concentration node, whose results carry the due flags (None: none)
+    calibration_node: str | None = None
 
 
 def object_name(*parts: str) -> str:
@@ -147,5 +152,19 @@ def discovery_messages(
             "state_topic": f"{root}/state/relay_{name}",
             "payload_on": "ON",
             "payload_off": "OFF",
+        })
+    if entities.calibration_node is not None:
+        n = entities.calibration_node.replace("\\", "\\\\").replace("'", "\\'")
+        add("sensor", "calibration", {
+            "name": "Calibration",
+            "icon": "mdi:calendar-clock",
+            "entity_category": "diagnostic",
+            "device_class": "enum",
+            "options": ["ok", "due", "overdue"],
+            "state_topic": measurements,
+            "value_template": (
+                f"{{% if '{n}' in value_json.results %}}{{% set f = value_json.results['{n}']"
+                ".flags %}{{ 'overdue' if 'calibration_overdue' in f else 'due' if "
+                "'calibration_due' in f else 'ok' }}{% else %}{{ None }}{% endif %}"),
         })
     return out

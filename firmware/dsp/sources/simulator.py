@@ -17,6 +17,10 @@ Model (per sample, in a numba kernel):
   ``1 - hum_imbalance``.
 * ``quantize_bits=16`` clips to [-1, 1) and rounds to 16-bit steps.
 
+The gas in the cell follows the configured concentration profile until ``set_gas`` puts a
+constant one in (a calibration cylinder, from the CLI or the HTTP API while running);
+``set_gas(None)`` gives it back to the profile.
+
 Random numbers come from one seeded ``numpy.random.Generator``: same seed and frame size give
 identical samples, paced or not.
 """
@@ -34,7 +38,7 @@ from firmware.dsp.frame import Frame
 from firmware.dsp.sources.base import AudioSource
 from firmware.dsp.sources.profiles import build_profile
 from firmware.dsp.sources.settings import SimulatorSettings
-from firmware.errors import SourceError
+from firmware.errors import DspError, SourceError
 
 # Paul Kellet's refined pink-noise filter: six one-pole sections plus a direct term and a
 # one-sample-delayed term (b6).
@@ -178,6 +182,28 @@ class SimulatedSource(AudioSource):
         self._rng = np.random.default_rng(settings.seed)
         self._block = 0
         self._extra: dict[str, float] = {}
+        #: the gas put in by ``set_gas`` (None: the profile); one reference, read per frame
+        self._gas_ppm: float | None = None
+
+    def set_gas(self, ppm: float | None) -> None:
+        """Fill the cell with a gas of ``ppm`` from the next frame on (None: the profile).
+
+        SourceError when the concentration is negative or beyond what the cell can produce.
+        """
+        if ppm is not None:
+            if not (math.isfinite(ppm) and ppm >= 0.0):
+                raise SourceError(f"simulator gas {ppm!r} ppm: expected a number >= 0")
+            try:
+                self._amplitude(ppm)
+            except DspError as exc:
+                raise SourceError(f"simulator gas {ppm:g} ppm: {exc}") from None
+            ppm = float(ppm)
+        self._gas_ppm = ppm
+
+    @property
+    def gas_ppm(self) -> float | None:
+        """The gas put in by ``set_gas`` (None: the profile runs)."""
+        return self._gas_ppm
 
     def _amplitude(self, ppm: float) -> float:
         amp = float(self._amplitude_for_ppm(ppm))
@@ -219,7 +245,8 @@ class SimulatedSource(AudioSource):
         t0 = self._block * n / fs
         t1 = (self._block + 1) * n / fs
         t_mid = 0.5 * (t0 + t1)
-        truth = self._profile.mean_over(t0, t1)
+        gas = self._gas_ppm
+        truth = self._profile.mean_over(t0, t1) if gas is None else gas
         f0 = self.resonance_at(t_mid)
         tau = self.settings.q_factor / (math.pi * f0)
         alpha = -math.expm1(-1.0 / (tau * fs))
@@ -247,4 +274,5 @@ class SimulatedSource(AudioSource):
             "seed": self.settings.seed,
             "simulated_s": self._block * self._frame_size / self._sample_rate,
             "resonance_hz": self._extra.get("resonance_hz"),
+            "gas_ppm": self._gas_ppm,
         }

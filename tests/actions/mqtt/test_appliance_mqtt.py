@@ -88,6 +88,7 @@ def test_measurements_events_states_discovery_and_last_will(mosquitto, tmp_path)
                       and m.json().get("device_class") == "carbon_dioxide")
         assert sensor["unit_of_measurement"] == "ppm"
         assert sensor["availability_topic"] == f"{ROOT}/availability"
+        assert any(m.topic.endswith("/calibration/config") for m in sub.messages)
 
         sub.clear()
         proc.kill()  # no clean shutdown: the broker publishes the last will

@@ -120,3 +120,21 @@ def test_link_publishes_configs_retained_and_again_when_home_assistant_comes_onl
     finally:
         link.stop()
         sub.close()
+
+
+def test_the_calibration_due_state_is_a_sensor_on_the_measurements():
+    import jinja2
+
+    entities = DiscoveryEntities(concentration_nodes=["co2"], calibration_node="co2")
+    config = messages(entities)["homeassistant/sensor/lab1/calibration/config"]
+    assert config["state_topic"] == "site/pafw/lab1/measurements"
+    assert config["device_class"] == "enum" and config["options"] == ["ok", "due", "overdue"]
+    template = jinja2.Environment().from_string(config["value_template"])
+
+    def state(results: dict) -> str:
+        return template.render(value_json={"results": results})
+
+    assert state({"co2": {"flags": []}}) == "ok"
+    assert state({"co2": {"flags": ["calibration_due", "mic_b_clipping"]}}) == "due"
+    assert state({"co2": {"flags": ["calibration_overdue"]}}) == "overdue"
+    assert state({}) == "None"

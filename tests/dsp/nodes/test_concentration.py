@@ -92,7 +92,9 @@ def test_a_named_source_anywhere_in_the_graph() -> None:
     node = build("concentration", {"source_node": "other"}, upstream=["input"],
                  types={"other": "lockin"})
     assert node.source_node == "other"
-    assert node.get_status() == {"source_node": "other", "stale_inputs": 0, "clamped": 0}
+    assert node.get_status() == {"source_node": "other", "stale_inputs": 0, "clamped": 0,
+                                 "calibration_record": None, "coefficients": [0.0, 50000.0],
+                                 "outside_calibrated_range": 0, "pressure_hpa": None}
 
 
 @pytest.mark.parametrize(("parameters", "message"), [
@@ -186,3 +188,49 @@ def test_calibration_is_a_copy() -> None:
     node, _ = node_with()
     node.calibration.append(1.0)
     assert node.calibration == [0.0, 50000.0]
+
+
+def test_a_swapped_calibration_applies_from_the_next_frame_and_flags_its_range() -> None:
+    node, state = node_with()
+    state.marks.set_flags("calibration", ["calibration_due"])
+    first = step(node, state)
+    assert first is not None and first.concentration_ppm == pytest.approx(1000.0)
+    assert first.flags == ("calibration_due",)
+    node.use_calibration([0.0, 40000.0], record_id="r1", lower_ppm=0.0, upper_ppm=500.0)
+    second = step(node, state)
+    assert second is not None and second.concentration_ppm == pytest.approx(800.0)
+    assert second.flags == ("calibration_due", "outside_calibrated_range")
+    assert node.get_status()["calibration_record"] == "r1"
+    assert node.get_status()["outside_calibrated_range"] == 1
+    state.marks.set_flags("calibration", [])
+    third = step(node, state)
+    assert third is not None and third.flags == ("outside_calibrated_range",)
+    node.use_yaml()
+    fourth = step(node, state)
+    assert fourth is not None and fourth.concentration_ppm == pytest.approx(1000.0)
+    assert fourth.flags == ()
+
+
+def test_invalid_coefficients_leave_the_running_calibration() -> None:
+    from firmware.errors import DspError
+
+    node, state = node_with()
+    with pytest.raises(DspError, match="not a finite number"):
+        node.use_calibration([0.0, math.inf], record_id="bad", lower_ppm=0, upper_ppm=1)
+    assert node.active.record_id is None
+    result = step(node, state)
+    assert result is not None and result.concentration_ppm == pytest.approx(1000.0)
+
+
+def test_pressure_configured_then_supplied_then_back() -> None:
+    node, state = node_with({"pressure_coefficient_per_hpa": 0.001,
+                             "reference_pressure_hpa": 1000.0, "pressure_hpa": 1100.0})
+    result = step(node, state)
+    assert result is not None and result.concentration_ppm == pytest.approx(1000.0 / 1.1)
+    node.set_pressure(1000.0)
+    result = step(node, state)
+    assert result is not None and result.concentration_ppm == pytest.approx(1000.0)
+    node.set_pressure(None)
+    assert node.pressure_hpa == 1100.0
+    with pytest.raises(Exception, match="expected a positive number"):
+        node.set_pressure(-5.0)

@@ -272,3 +272,49 @@ def test_fast_enough_for_minutes_of_audio():
     # stereo audio in under 15 s. (It takes about 1.2 s on a loaded 2-core machine; its
     # speed is measured by `pafw bench`, this bound only catches a per-sample slow path.)
     assert elapsed < 15.0
+
+
+def test_set_gas_overrides_the_profile_from_the_next_frame_until_cleared():
+    src = make(n=4800, concentration={"profile": "steps", "levels_ppm": [0, 1000],
+                                      "step_s": 1.0}, **QUIET, **FIXED)
+    truths = []
+    with src:
+        for i in range(30):
+            if i == 5:
+                src.set_gas(700.0)
+            if i == 15:
+                src.set_gas(None)
+            frame = src.read()
+            assert frame is not None
+            truths.append(frame.truth_ppm)
+            if i == 14:
+                amp, _ = fit_tone(frame.samples[0] - frame.samples[1], 2000.0, FS)
+                assert amp == pytest.approx(amp_for_ppm(700.0), rel=0.01)
+                assert src.get_status()["gas_ppm"] == 700.0
+    assert truths[:5] == [0.0] * 5
+    assert truths[5:15] == [700.0] * 10
+    assert truths[15:20] == [1000.0] * 5 and truths[20:30] == [0.0] * 10  # the profile's time
+    assert src.gas_ppm is None
+
+
+@pytest.mark.parametrize(("ppm", "message"), [(-1.0, "expected a number >= 0"),
+                                              (math.inf, "expected a number >= 0")])
+def test_set_gas_refuses_impossible_gases(ppm, message):
+    src = make()
+    with pytest.raises(SourceError, match=message):
+        src.set_gas(ppm)
+    assert src.gas_ppm is None
+
+
+def test_set_gas_refuses_a_gas_the_cell_cannot_produce():
+    def inverted(ppm: float) -> float:
+        from firmware.errors import DspError
+
+        if ppm > 5000:
+            raise DspError(f"ppm={ppm:g} is not reached by the calibration")
+        return ppm * 2e-5
+
+    src = SimulatedSource(SimulatorSettings(), sample_rate=FS, frame_size=1024, realtime=False,
+                          amplitude_for_ppm=inverted)
+    with pytest.raises(SourceError, match="simulator gas 9000 ppm: ppm=9000 is not reached"):
+        src.set_gas(9000.0)
