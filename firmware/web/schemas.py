@@ -123,6 +123,20 @@ class ApplianceStatus(Shape):
     web: WebStatus
 
 
+class AverageStats(Shape):
+    """What a ``cycle_average`` result adds: the spread and count of the results of one
+    measure phase (standard deviations null below two), its inlet, cycle and window."""
+
+    source_kind: str
+    n: int
+    concentration_std: float | None
+    amplitude_std: float | None
+    inlet: str | None
+    cycle: int
+    started: float | None
+    ended: float | None
+
+
 class Result(Shape):
     """A computing node's latest result (``ComputingResult.to_dict``)."""
 
@@ -144,6 +158,7 @@ class Result(Shape):
     clamped: bool
     phase: str | None
     flags: list[str]
+    average: AverageStats | None
 
 
 class ResultsResponse(Shape):
