@@ -98,6 +98,44 @@ class DeviceInfo(Shape):
     gas: str
 
 
+class CyclePhase(Shape):
+    """One phase of the measurement cycle as configured."""
+
+    name: str
+    duration_s: float
+    measure: bool
+
+
+class CycleStatus(Shape):
+    """``GET /api/v1/cycle`` (and ``cycle`` in the status): where the measurement cycle is.
+
+    ``state``: ``off`` (no cycle configured), ``idle`` (not started), ``waiting`` (for the
+    first frame), ``running``, ``finished`` (its ``repeat`` count done), ``stopped`` (by the
+    appliance's stop or a config change) or ``faulted`` (an output or the analyzer failed:
+    every output it drives went safe); ``reason`` says why it stopped. ``phase_ends`` is the
+    epoch time the phase ends, ``time_left_s`` the seconds until then. ``averages``: the
+    newest ``cycle_average`` result of each averaged node (and inlet)."""
+
+    enabled: bool
+    state: str
+    reason: str | None
+    cycle: int
+    inlet: str | None
+    phase: str | None
+    measure: bool
+    phase_index: int | None
+    phase_duration_s: float | None
+    phase_ends: float | None
+    time_left_s: float | None
+    cycles_completed: int
+    averages_published: int
+    phases: list[CyclePhase]
+    inlets: list[str]
+    repeat: int | None
+    nodes: list[str]
+    averages: dict[str, Result]
+
+
 class ApplianceStatus(Shape):
     """``GET /api/v1/status`` (and every ``status`` stream event)."""
 
@@ -121,6 +159,7 @@ class ApplianceStatus(Shape):
     health: HealthStatus
     mqtt: MqttSummary
     web: WebStatus
+    cycle: CycleStatus
 
 
 class AverageStats(Shape):
@@ -427,4 +466,5 @@ DOCUMENTED: tuple[type[BaseModel], ...] = (
     ActionSummary, HistoryResponse, OutputsResponse, SpectrumResponse, TrendResponse,
     AcknowledgeResponse, AcknowledgeAllResponse, PulseRequest, PulseResponse, ReloadResponse,
     Health, ResultsEvent, StatusEvent, ActionEvent, EventsResponse,
+    CycleStatus,
 )
