@@ -141,7 +141,8 @@ class Config(StrictModel):
     @model_validator(mode="after")
     def _cycle_names(self) -> Config:
         """The cycle's relays, LEDs and nodes exist in ``hal`` and the graph (config.cycle),
-        each error located at the key that names the missing thing."""
+        and no action node switches an output the cycle drives; each error located at the
+        key that names the thing."""
         if not self.cycle.enabled:
             return self
         types = node_types()
@@ -150,7 +151,18 @@ class Config(StrictModel):
         details = [InitErrorDetails(type=PydanticCustomError("reference", message), loc=loc,
                                     input=value)
                    for loc, message, value in cycle_problems(self.cycle, self.hal.relays,
-                                                      self.hal.leds, kinds)]
+                                                             self.hal.leds, kinds)]
+        driven = {"relay": set(self.cycle.driven_relays()), "led": set(self.cycle.driven_leds())}
+        for index, node in enumerate(self.processing.default_graph.nodes):
+            for key, names in driven.items():
+                name = getattr(node.params, key, None)
+                if isinstance(name, str) and name in names:
+                    message = (f"{'relay' if key == 'relay' else 'LED'} {name!r} is driven by "
+                               "the measurement cycle (cycle section): an action may not "
+                               "switch it too")
+                    loc = ("processing", "default_graph", "nodes", index, "parameters", key)
+                    details.append(InitErrorDetails(
+                        type=PydanticCustomError("reference", message), loc=loc, input=name))
         if details:
             raise ValidationError.from_exception_data("Config", details)
         return self

@@ -19,11 +19,13 @@ from statistics import fmean, stdev
 from typing import Any
 
 import pytest
+import yaml
 
 from firmware.actions.event_log import ActionEventLog
 from firmware.app.appliance import Appliance
 from firmware.app.cycle import CycleRunner
 from firmware.config.cycle import CycleSettings
+from firmware.config.loader import default_config_text, load_config
 from firmware.hal.backend import mock_factory
 from firmware.hal.hal import Hal
 from firmware.hal.settings import HalSettings
@@ -359,3 +361,32 @@ def test_stopping_the_appliance_stops_the_cycle_with_outputs_safe(make_doc, mosq
     assert appliance.cycle is not None
     status = appliance.cycle.get_status()
     assert status["state"] == "stopped" and status["reason"] == "appliance stopping"
+
+
+def test_a_config_change_to_the_cycle_stops_it_safely(tmp_path: Path, state_env) -> None:
+    data = yaml.safe_load(default_config_text())
+    data["mqtt"]["enabled"] = False
+    graph = data["processing"]["default_graph"]
+    graph["nodes"] = [n for n in graph["nodes"] if n["type"] != "mqtt_action"]
+    graph["connections"] = [c for c in graph["connections"] if c["to"] != "mqtt"]
+    data["hal"]["relays"]["pump"] = {"pin": 24}
+    data["cycle"] = {"enabled": True, "phases": [
+        {"name": "measure", "duration_s": 600, "measure": True, "relays": {"pump": True}}]}
+    path = tmp_path / "pafw.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    appliance = Appliance(load_config(path, env=state_env), realtime=True)
+    assert appliance.hal is not None and appliance.cycle is not None
+    pin = appliance.hal.factory.pin(24)
+    try:
+        appliance.start()
+        wait_until(lambda: bool(pin.state), what="the pump on")
+        data["cycle"]["phases"][0]["duration_s"] = 300
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        wait_until(lambda: appliance.cycle is not None
+                   and appliance.cycle.get_status()["state"] == "stopped", what="the stop")
+        status = appliance.cycle.get_status()
+        assert status["reason"] == "config changed the cycle or hal section: restart to " \
+            "apply it"
+        assert not pin.state
+    finally:
+        appliance.stop()

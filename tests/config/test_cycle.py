@@ -139,3 +139,20 @@ def test_averaged_nodes_must_be_computing_nodes(tmp_path: Path) -> None:
         "peak_finder) (got 'bandpass')" in found[0]
     doc = load(tmp_path, CYCLE.replace("  repeat: 2\n", "  repeat: 2\n  nodes: [peak_finder]\n"))
     assert doc.config.cycle.nodes == ["peak_finder"]
+
+
+def test_an_action_may_not_switch_an_output_the_cycle_drives(tmp_path: Path) -> None:
+    cycle = CYCLE.replace("{pump: true}", "{pump: true, alarm: true}").replace(
+        "{busy: blink}", "{status: on}")
+    found = problems(tmp_path, cycle)
+    text = config_text(cycle)
+    relay_line = next(i for i, t in enumerate(text.splitlines(), 1) if "relay: alarm" in t)
+    led_line = next(i for i, t in enumerate(text.splitlines(), 1) if "led: status" in t)
+    assert found == [
+        f"{tmp_path / 'cycle.yaml'}:{relay_line}:11: processing.default_graph.nodes"
+        "[alarm_relay].parameters.relay: relay 'alarm' is driven by the measurement cycle "
+        "(cycle section): an action may not switch it too (got 'alarm')",
+        f"{tmp_path / 'cycle.yaml'}:{led_line}:11: processing.default_graph.nodes"
+        "[status_led].parameters.led: LED 'status' is driven by the measurement cycle "
+        "(cycle section): an action may not switch it too (got 'status')",
+    ]

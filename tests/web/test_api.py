@@ -98,10 +98,10 @@ def test_the_measurement_cycle_phase_time_left_and_averages(make_rig: Any) -> No
     def change(data: dict[str, Any]) -> None:
         data["scripts"] = {"worker_user": None}
         data["cycle"] = {"enabled": True, "phases": [
-            {"name": "purge", "duration_s": 0.2, "relays": {"alarm": True}},
+            {"name": "purge", "duration_s": 0.2, "relays": {"pump": True}},
             {"name": "measure", "duration_s": 0.6, "measure": True},
             {"name": "idle", "duration_s": 30}]}
-        data["hal"]["relays"]["alarm"].update(min_on_s=0.0, min_off_s=0.0)
+        data["hal"]["relays"]["pump"] = {"pin": 24}
 
     rig = make_rig(change)
     openapi = OpenApi(rig.get("/api/v1/openapi.json").body)

@@ -219,10 +219,10 @@ def test_the_dashboard_loads_with_live_data(browser: Browser, boards: list[Dashb
 def test_the_measurement_cycle_shows_its_phase_time_left_and_average(
         browser: Browser, boards: list[Dashboard], make_rig: Any) -> None:
     def with_cycle(data: dict[str, Any]) -> None:
-        data["cycle"] = {"enabled": True, "inlets": [{"name": "room", "valve": "alarm"}],
+        data["cycle"] = {"enabled": True, "inlets": [{"name": "room", "valve": "valve"}],
                          "phases": [{"name": "measure", "duration_s": 1.0, "measure": True},
                                     {"name": "idle", "duration_s": 120}]}
-        data["hal"]["relays"]["alarm"].update({"min_on_s": 0.0, "min_off_s": 0.0})
+        data["hal"]["relays"]["valve"] = {"pin": 24}
 
     rig = make_rig(with_cycle)
     wait_for_data(rig)
