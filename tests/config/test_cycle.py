@@ -43,9 +43,10 @@ RELAYS = "(known: alarm, pump, valve_a, valve_b)"
 
 
 def config_text(cycle: str) -> str:
-    """The default config with the hal section above and ``cycle`` appended."""
+    """The default config with the hal section above and ``cycle`` for its (last) one."""
     head, _, rest = default_config_text().partition("\nhal:\n")
     _, _, tail = rest.partition("\nmqtt:")
+    tail, _, _ = tail.partition("\ncycle:")
     return f"{head}\n{HAL}\nmqtt:{tail}\n{cycle}"
 
 
