@@ -390,3 +390,75 @@ def test_a_config_change_to_the_cycle_stops_it_safely(tmp_path: Path, state_env)
         assert not pin.state
     finally:
         appliance.stop()
+
+
+PHASES_SCRIPT = '''
+class Phases(CustomPythonAction):
+    def __init__(self, api):
+        super().__init__(api)
+        self.phases = []
+        self.averages = {}
+        self.triggers = []
+
+    def on_update(self, computing_data):
+        for node_id, result in computing_data.items():
+            if result["kind"] == "cycle_average":
+                self.averages[node_id] = {"n": result["average"]["n"],
+                                          "phase": result["phase"]}
+            elif result["phase"] is not None and result["phase"] not in self.phases:
+                self.phases.append(result["phase"])
+
+    def on_trigger(self, trigger_type, data):
+        self.triggers.append({"name": data["trigger_name"], "phase": data["data"]["phase"],
+                              "n": data["data"].get("n")})
+        return True
+
+    def get_status(self):
+        return {"phases": self.phases, "averages": self.averages, "triggers": self.triggers}
+'''
+
+
+def test_python_actions_see_the_phase_and_the_averages(make_doc, tmp_path: Path) -> None:
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "phases.py").write_text(PHASES_SCRIPT)
+
+    def change(data: dict[str, Any]) -> None:
+        data["mqtt"]["enabled"] = False
+        graph = data["processing"]["default_graph"]
+        graph["nodes"] = [n for n in graph["nodes"] if n["type"] != "mqtt_action"]
+        graph["connections"] = [c for c in graph["connections"] if c["to"] != "mqtt"]
+        graph["nodes"].append({"id": "py", "type": "python_action", "parameters": {
+            "python_script_path": "/user_scripts/phases.py", "python_class_name": "Phases",
+            "monitored_nodes": ["concentration"], "python_timeout_ms": 5000,
+            "triggers": [{"type": "threshold", "name": "average_high",
+                          "kind": "concentration", "above": 1.0,
+                          "evaluate": "cycle_average"}]}})
+        graph["connections"].append({"from": "concentration", "to": "py"})
+        data["paths"]["scripts_dir"] = str(scripts)
+        data["scripts"]["worker_user"] = None  # the test interpreter is not readable by nobody
+        data["cycle"] = {"enabled": True, "repeat": 1, "phases": [
+            {"name": "settle", "duration_s": 0.3},
+            {"name": "measure", "duration_s": 0.8, "measure": True},
+            {"name": "idle", "duration_s": 0.3}]}
+
+    appliance = Appliance(make_doc(change), realtime=True)
+    py = next(h for h in appliance.handlers if h.node_id == "py")
+
+    def script_status() -> dict[str, Any]:
+        return appliance.control.call(py.supervisor.call("get_status")).result(10)
+
+    try:
+        appliance.start()
+        wait_until(lambda: appliance.cycle is not None
+                   and appliance.cycle.get_status()["state"] == "finished", what="the end")
+        wait_until(lambda: script_status()["triggers"] and "idle" in script_status()["phases"],
+                   what="the script to see the average's trigger and the idle phase")
+        seen = script_status()
+        assert seen["phases"] == ["settle", "measure", "idle"]
+        average = seen["averages"]["concentration.cycle_average"]
+        assert average["phase"] == "measure" and average["n"] >= 2
+        assert seen["triggers"] == [{"name": "average_high", "phase": "measure",
+                                     "n": average["n"]}]
+    finally:
+        appliance.stop()
