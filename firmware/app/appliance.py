@@ -328,7 +328,10 @@ class Appliance:
             self.mqtt.stop()
 
     def safe_state(self) -> None:
-        """Every output off now (signal handlers, fatal paths); never raises."""
+        """Every output off now (signal handlers, fatal paths); never raises. A running
+        measurement cycle is told to stop first, so it switches nothing on again."""
+        if self.cycle is not None:
+            self.cycle.halt("safe state (signal or fatal error)")
         if self.hal is not None:
             self.hal.safe_state()
 

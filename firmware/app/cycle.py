@@ -96,11 +96,16 @@ class CycleRunner:
 
     def stop(self, reason: str = "stopped", timeout: float = 5.0) -> None:
         """Stop the cycle safely (outputs off now) and wait for its thread; idempotent."""
+        self.halt(reason)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def halt(self, reason: str) -> None:
+        """Ask the cycle to stop without waiting (signal handlers, fatal paths): it switches
+        nothing on any more and puts its outputs safe within ``poll_s``; never raises."""
         if self._stop_reason is None:
             self._stop_reason = reason
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     @property
     def running(self) -> bool:

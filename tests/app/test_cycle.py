@@ -221,6 +221,21 @@ def test_stop_puts_every_driven_output_off_at_once_ignoring_minimum_times() -> N
         assert stopped[-1].data == {"reason": "appliance stopping", "faulted": False}
 
 
+def test_halt_from_a_fatal_path_stops_without_waiting_and_goes_safe() -> None:
+    state = ComputingState()
+    settings = cycle([{"name": "measure", "duration_s": 60, "measure": True,
+                       "relays": {"pump": True}}])
+    with make_hal(pump={"min_on_s": 300}) as hal:
+        runner = CycleRunner(settings, hal=hal, state=state, nodes={"co2": "concentration"},
+                             poll_s=0.01)
+        runner.start()
+        wait_until(lambda: hal.relay("pump").is_on, what="the pump on")
+        runner.halt("safe state (signal or fatal error)")
+        wait_until(lambda: runner.get_status()["state"] == "stopped", what="the stop")
+        assert runner.get_status()["reason"] == "safe state (signal or fatal error)"
+        assert not hal.factory.pin(PINS["pump"]).state
+
+
 def test_a_relay_that_cannot_be_driven_stops_the_cycle_safely() -> None:
     state, events = ComputingState(), ActionEventLog()
     settings = cycle([{"name": "purge", "duration_s": 0.1, "relays": {"valve_b": True}},
