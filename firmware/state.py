@@ -42,6 +42,25 @@ def iso_utc(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, tz=UTC).isoformat(timespec="milliseconds")
 
 
+class AverageStatistics(NamedTuple):
+    """What a ``cycle_average`` result adds to its means: which inlet and cycle it belongs
+    to, how many results it averages and their spread (sample standard deviations, NaN below
+    two results), and the window it covers (epoch seconds)."""
+
+    source_kind: str
+    n: int
+    concentration_std: float = math.nan
+    amplitude_std: float = math.nan
+    inlet: str | None = None
+    cycle: int = 0
+    started: float = math.nan
+    ended: float = math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (NaN becomes None)."""
+        return {k: json_safe(v) for k, v in self._asdict().items()}
+
+
 class ComputingResult(NamedTuple):
     """One node's output for one frame. Unknown values are NaN (``None`` once serialised).
 
@@ -69,6 +88,8 @@ class ComputingResult(NamedTuple):
     #: Quality flags carried on the record, as commercial analyzers flag each one: short
     #: snake_case names, e.g. ``outside_calibrated_range`` or a failed self-test check.
     flags: tuple[str, ...] = ()
+    #: a ``cycle_average`` result's statistics (None on every other result)
+    average: AverageStatistics | None = None
 
     def age_s(self, now_monotonic: float | None = None) -> float:
         """Seconds since the frame this result came from was captured."""
@@ -82,6 +103,8 @@ class ComputingResult(NamedTuple):
                 value = None
             out[name] = value
         out["flags"] = list(self.flags)
+        if self.average is not None:
+            out["average"] = self.average.to_dict()
         out["time"] = iso_utc(self.timestamp)
         return out
 

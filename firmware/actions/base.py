@@ -221,7 +221,12 @@ class ActionHandler:
         for result in results:
             self.updates += 1
             self.latest[result.node_id] = result
-            self.history.record("update", _result_summary(result), timestamp=result.timestamp)
+            if result.average is not None:  # a measurement cycle's average: all of it
+                self.history.record("cycle_average", result.to_dict(),
+                                    timestamp=result.timestamp)
+            else:
+                self.history.record("update", _result_summary(result),
+                                    timestamp=result.timestamp)
             events.extend(self.engine.update(result, now))
         return events
 
@@ -425,7 +430,10 @@ def _result_summary(result: ComputingResult) -> dict[str, Any]:
     def clean(v: float) -> float | None:
         return v if math.isfinite(v) else None
 
-    return {"node_id": result.node_id, "sequence": result.sequence,
-            "detected": result.detected, "frequency_hz": clean(result.frequency_hz),
-            "amplitude": clean(result.amplitude),
-            "concentration_ppm": clean(result.concentration_ppm)}
+    summary = {"node_id": result.node_id, "sequence": result.sequence,
+               "detected": result.detected, "frequency_hz": clean(result.frequency_hz),
+               "amplitude": clean(result.amplitude),
+               "concentration_ppm": clean(result.concentration_ppm)}
+    if result.phase is not None:  # captured during a measurement cycle's phase
+        summary["phase"] = result.phase
+    return summary

@@ -25,7 +25,8 @@ from firmware.state import iso_utc
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:
     """One history record: epoch ``timestamp``, ``kind`` ("update", "trigger", "clear",
-    "repeat", "outcome", ...) and JSON-compatible ``data``."""
+    "repeat", "outcome", "cycle_average" (a measurement cycle's average, the whole result
+    with its ``average`` statistics), ...) and JSON-compatible ``data``."""
 
     timestamp: float
     kind: str

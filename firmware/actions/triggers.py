@@ -28,6 +28,11 @@ Semantics, for every value trigger (threshold, frequency deviation) and every no
   frequency: ``peak``), with separate state, cooldown and repeats per node. An explicit ``node``
   is watched whatever its kind, even if it is not in ``monitored_nodes``. An empty
   ``monitored_nodes`` means every node.
+- **Evaluate.** ``evaluate: all`` (the default) evaluates every frame's result;
+  ``measure_phase`` only results stamped with a measure phase of the measurement cycle (others
+  neither fire nor clear); ``cycle_average`` only the cycle's ``cycle_average`` results, routed
+  by the node they average (per inlet, each its own state). Event data carry the result's
+  ``phase``, and for an average its ``inlet``, ``cycle``, ``n`` and standard deviations.
 - **Data timeout.** Fires when a node's last fresh result (a new sequence or monotonic time,
   detected or not) is older than ``timeout_s`` by its own monotonic timestamp; before the first
   result the clock starts at the engine's first update or tick (or ``start_monotonic``). The
@@ -57,6 +62,9 @@ NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
 EventKind = Literal["trigger", "clear", "repeat"]
+#: which results a value trigger evaluates: every frame's, only those captured in a measure
+#: phase of the measurement cycle, or only the cycle's averages over each measure phase
+Evaluate = Literal["all", "measure_phase", "cycle_average"]
 
 _RESULT_KINDS: dict[str, frozenset[str]] = {
     "concentration": frozenset({"concentration"}),
@@ -75,6 +83,7 @@ class _ValueTrigger(StrictModel):
     node: str | None = None
     cooldown_s: NonNegative = 0.0
     repeat_s: Positive | None = None
+    evaluate: Evaluate = "all"
 
 
 class ThresholdTrigger(_ValueTrigger):
@@ -214,14 +223,15 @@ class TriggerEvent:
 class _Rule:
     """Constants of one trigger plus its counters (shared by the per-node states)."""
 
-    __slots__ = ("clear_level", "cleared", "cooldown_s", "deviation", "expected", "field",
-                 "fire_level", "fired", "hysteresis", "name", "node", "repeat_s", "repeats",
-                 "result_kinds", "settings", "sign", "strict", "suppressed", "threshold",
+    __slots__ = ("clear_level", "cleared", "cooldown_s", "deviation", "evaluate", "expected",
+                 "field", "fire_level", "fired", "hysteresis", "name", "node", "repeat_s",
+                 "repeats", "result_kinds", "settings", "sign", "strict", "suppressed", "threshold",
                  "trigger_type")
 
     def __init__(self, s: ThresholdTrigger | FrequencyDeviationTrigger) -> None:
         self.settings, self.name, self.node = s, s.name or "", s.node
         self.cooldown_s, self.repeat_s = s.cooldown_s, s.repeat_s
+        self.evaluate = s.evaluate
         self.fired = self.cleared = self.repeats = self.suppressed = 0
         self.trigger_type: str  # a threshold's kind, or "frequency_deviation"
         if isinstance(s, ThresholdTrigger):
@@ -325,6 +335,12 @@ class TriggerEngine:
         self._wall = wall_clock
         self._lock = threading.Lock()
         self._updates = self._events = 0
+        self._measure_phases: frozenset[str] = frozenset()
+
+    def set_measure_phases(self, names: frozenset[str]) -> None:
+        """The measurement cycle's measure phases (``evaluate: measure_phase`` triggers
+        evaluate only results stamped with one of them)."""
+        self._measure_phases = frozenset(names)
 
     def update(self, result: ComputingResult, now_monotonic: float) -> list[TriggerEvent]:
         """Evaluate a new result (a repeated delivery of the same result is ignored)."""
@@ -342,8 +358,10 @@ class TriggerEngine:
                 for watch in self._flag_watches:
                     self._watch_flags(watch, result, now_monotonic, events)
                 if result.detected:
+                    measure = result.phase in self._measure_phases
                     for state in route.states:
-                        self._evaluate(state, result, now_monotonic, events)
+                        if state.rule.evaluate != "measure_phase" or measure:
+                            self._evaluate(state, result, now_monotonic, events)
             self._time_checks(now_monotonic, events)
             self._events += len(events)
         return events
@@ -410,10 +428,19 @@ class TriggerEngine:
 
     def _route(self, result: ComputingResult) -> _Route:
         node, kind = result.node_id, result.kind
-        watched = not self._monitored or node in self._monitored
-        states = tuple(_State(r, node) for r in self._rules
-                       if r.node == node or (r.node is None and watched
-                                             and kind in r.result_kinds))
+        if result.average is not None:  # a cycle average: routed by the node it averages
+            source = result.source_node_id
+            watched = not self._monitored or source in self._monitored
+            kind = result.average.source_kind
+            states = tuple(_State(r, node) for r in self._rules if r.evaluate == "cycle_average"
+                           and (r.node in (node, source) or (r.node is None and watched
+                                                             and kind in r.result_kinds)))
+        else:
+            watched = not self._monitored or node in self._monitored
+            states = tuple(_State(r, node) for r in self._rules
+                           if r.evaluate != "cycle_average" and (
+                               r.node == node or (r.node is None and watched
+                                                  and kind in r.result_kinds)))
         self._states.extend(states)
         self._repeating.extend(s for s in states if s.rule.repeat_s is not None)
         route = _Route(states, tuple(t for t in self._timeouts if t.node == node))
@@ -434,6 +461,7 @@ class TriggerEngine:
                 rule.cleared += 1
                 data = rule.data(value)
                 data["active_for_s"] = now - st.fired_at
+                _describe_result(result, data)
                 events.append(TriggerEvent("clear", rule.name, rule.trigger_type, value,
                                            rule.threshold, st.node_id, now, result.timestamp,
                                            data))
@@ -447,6 +475,7 @@ class TriggerEngine:
                 rule.suppressed += 1
             return
         data = rule.data(value)
+        _describe_result(result, data)
         if st.pending:
             data["after_cooldown"] = True
         st.active, st.pending, st.fired_at = True, False, now
@@ -508,3 +537,16 @@ class TriggerEngine:
                 data["active_for_s"] = now - st.fired_at
                 events.append(TriggerEvent("repeat", rule.name, rule.trigger_type, st.last_value,
                                            rule.threshold, st.node_id, now, self._wall(), data))
+
+
+def _describe_result(result: ComputingResult, data: dict[str, Any]) -> None:
+    """Add the cycle phase (and, for a cycle average, its inlet, n and spread) to an event's
+    data: actions and scripts see which part of the cycle fired."""
+    if result.phase is not None:
+        data["phase"] = result.phase
+    if result.average is not None:
+        data["inlet"] = result.average.inlet
+        data["cycle"] = result.average.cycle
+        data["n"] = result.average.n
+        data["concentration_std"] = result.average.concentration_std
+        data["amplitude_std"] = result.average.amplitude_std

@@ -22,14 +22,17 @@ from firmware.actions.event_log import ActionEventLog
 from firmware.actions.event_store import EventStore, events_path
 from firmware.actions.feed import ResultFeed
 from firmware.actions.history import HistoryEntry
-from firmware.actions.mqtt.discovery import DiscoveryEntities
+from firmware.actions.mqtt.discovery import DiscoveryEntities, cycle_average_topic
 from firmware.actions.mqtt.link import MqttLink
+from firmware.actions.mqtt.payload import encode_json, stamped
 from firmware.actions.nodes.mqtt_action import MqttActionParams, alarm_state_name
 from firmware.actions.python.action_node import PythonAction, PythonActionNode
 from firmware.actions.python.confinement import Confinement
 from firmware.actions.python.sandbox import can_switch_user
 from firmware.app.analyzer import Analyzer
 from firmware.app.calibration import build_calibration
+from firmware.app.cycle import CycleRunner
+from firmware.app.cycle_average import average_node_id
 from firmware.app.file_watch import FileWatcher
 from firmware.app.operations import Operations
 from firmware.app.release import release_id
@@ -37,6 +40,7 @@ from firmware.config.loader import ConfigDocument, load_config
 from firmware.dsp.node import DETECTOR_KINDS
 from firmware.errors import ActionError, ConfigError, HalError
 from firmware.hal.hal import Hal
+from firmware.state import ComputingResult
 
 log = logging.getLogger("pafw.appliance")
 
@@ -101,7 +105,8 @@ class Appliance:
             self.watcher = FileWatcher(cfg.paths.scripts_dir, self._script_changed,
                                          debounce_s=cfg.scripts.debounce_s)
         self.config_watcher: FileWatcher | None = None
-        if cfg.scripts.hot_reload and self.python_handlers and doc.path is not None:
+        if cfg.scripts.hot_reload and (self.python_handlers or cfg.cycle.enabled) and \
+                doc.path is not None:
             config_path = doc.path.resolve()
             self.config_watcher = FileWatcher(
                 config_path.parent, self._config_changed, debounce_s=cfg.scripts.debounce_s,
@@ -126,6 +131,50 @@ class Appliance:
         self.calibration = build_calibration(doc, self.analyzer)
         if self.calibration is not None:
             self.status_parts["calibration"] = self.calibration.get_status
+        #: the measurement cycle (None unless ``cycle.enabled``)
+        self.cycle: CycleRunner | None = None
+        if cfg.cycle.enabled:
+            self._build_cycle()
+
+    def cycle_nodes(self) -> dict[str, str]:
+        """The nodes the cycle averages, with their result kinds: ``cycle.nodes``, else every
+        concentration node, else every peak/lockin node."""
+        kinds = {n.node_id: n.result_kind for n in self.analyzer.graph.nodes
+                 if n.result_kind is not None}
+        wanted = self.doc.config.cycle.nodes
+        if wanted:
+            return {n: kinds[n] for n in wanted if n in kinds}
+        concentration = {n: k for n, k in kinds.items() if k == "concentration"}
+        return concentration or {n: k for n, k in kinds.items() if k in DETECTOR_KINDS}
+
+    def _build_cycle(self) -> None:
+        """The cycle runner, its tap on the DSP thread (before the feed's flush, so the
+        averages it publishes reach the actions with that frame) and what actions must know:
+        the measure phases, and that each monitored node's averages are monitored too."""
+        settings = self.doc.config.cycle
+        self.cycle = CycleRunner(settings, hal=self.hal, state=self.analyzer.state,
+                                 nodes=self.cycle_nodes(), events=self.action_events,
+                                 fault=self.fault, on_average=self._publish_averages,
+                                 ready=lambda: self.analyzer.frames > 0)
+        self.analyzer.frame_hooks.insert(0, self.cycle.tap)
+        inlets = self.cycle.inlet_names()
+        for handler in self.handlers:
+            handler.engine.set_measure_phases(settings.measure_phases)
+            handler.monitored = handler.monitored | {
+                average_node_id(node, inlet) for node in self.cycle.tap.node_ids
+                if node in handler.monitored for inlet in inlets}
+
+    def _publish_averages(self, averages: list[ComputingResult]) -> None:
+        """Cycle thread: one message per measure phase on ``cycle_average[/<inlet>]``."""
+        if self.mqtt is None or not averages:
+            return
+        stats = averages[0].average
+        inlet = stats.inlet if stats is not None else None
+        payload = {"cycle": stats.cycle if stats is not None else None, "inlet": inlet,
+                   "phase": averages[0].phase,
+                   "results": {r.source_node_id or r.node_id: r.to_dict() for r in averages}}
+        self.mqtt.publish(cycle_average_topic(self.mqtt.root, inlet),
+                          encode_json(stamped(payload)))
 
     def _restore_histories(self) -> None:
         """Put the events of earlier runs back in their actions' history (oldest first,
@@ -169,7 +218,9 @@ class Appliance:
         except ConfigError as exc:
             self.config_reload["last_error"] = str(exc)
             log.error("config change not applied, %s is invalid:\n%s", path, exc)
+            self._stop_cycle_on_change(None)
             return
+        self._stop_cycle_on_change(doc)
         for handler in self.python_handlers:
             try:
                 node = doc.config.node(handler.node_id)
@@ -182,6 +233,18 @@ class Appliance:
                 continue
             future = self.control.call(handler.reconfigure(node.params, raw))
             future.add_done_callback(partial(self._reconfigured, handler))
+
+    def _stop_cycle_on_change(self, doc: ConfigDocument | None) -> None:
+        """A running cycle stops safely when the config file changes what drives it (the
+        cycle, the hal section) or becomes invalid: restart to run the new one."""
+        if self.cycle is None or not self.cycle.running:
+            return
+        old = self.doc.config
+        if doc is not None and doc.config.cycle == old.cycle and doc.config.hal == old.hal:
+            return
+        reason = ("config file became invalid" if doc is None
+                  else "config changed the cycle or hal section: restart to apply it")
+        self.cycle.stop(reason)
 
     def _reconfigured(self, handler: PythonAction, future: Future[list[str]]) -> None:
         error = future.exception()
@@ -222,6 +285,9 @@ class Appliance:
             alarms=alarms,
             relays=sorted(self.doc.config.hal.relays),
             calibration_node=None if self.calibration is None else self.calibration.node.node_id,
+            cycle_averages=[(node, kind, inlet) for node, kind in self.cycle_nodes().items()
+                            for inlet in self.cycle.inlet_names()]
+            if self.cycle is not None else [],
         )
 
     def start(self) -> float:
@@ -243,10 +309,15 @@ class Appliance:
             if watcher is not None:
                 watcher.start()
         self.analyzer.start()
+        if self.cycle is not None:
+            self.cycle.start()
         return warm
 
     def stop(self) -> None:
-        """Stop the DSP thread, the actions, put outputs safe, say offline; idempotent."""
+        """Stop the cycle and the DSP thread, the actions, put outputs safe, say offline;
+        idempotent."""
+        if self.cycle is not None:
+            self.cycle.stop("appliance stopping")
         for watcher in (self.watcher, self.config_watcher):
             if watcher is not None:
                 watcher.stop()
@@ -267,7 +338,10 @@ class Appliance:
             self.mqtt.stop()
 
     def safe_state(self) -> None:
-        """Every output off now (signal handlers, fatal paths); never raises."""
+        """Every output off now (signal handlers, fatal paths); never raises. A running
+        measurement cycle is told to stop first, so it switches nothing on again."""
+        if self.cycle is not None:
+            self.cycle.halt("safe state (signal or fatal error)")
         if self.hal is not None:
             self.hal.safe_state()
 
@@ -284,6 +358,7 @@ class Appliance:
         if self.python_handlers:
             status["script_sandbox"] = self.confinement_status
         status["events"] = self.action_events.get_status()
+        status["cycle"] = self.cycle.get_status() if self.cycle is not None else None
         for name, part in self.status_parts.items():
             status[name] = part()
         return status

@@ -22,8 +22,9 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from firmware.actions.mqtt.settings import MqttSettings
 from firmware.calibration.settings import CalibrationSettings
 from firmware.config.chain import chain_problems
+from firmware.config.cycle import CycleSettings, cycle_problems
 from firmware.config.modbus import ModbusSettings
-from firmware.config.processing import NodeSettings, ProcessingSettings
+from firmware.config.processing import NodeSettings, ProcessingSettings, node_types
 from firmware.config.web import WebSettings
 from firmware.dsp.sources.settings import AcquisitionSettings
 from firmware.hal.settings import HalSettings
@@ -105,6 +106,7 @@ class Config(StrictModel):
     web: WebSettings = Field(default_factory=WebSettings)
     modbus: ModbusSettings = Field(default_factory=ModbusSettings)
     calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
+    cycle: CycleSettings = Field(default_factory=CycleSettings)
     values: dict[str, Any] = Field(
         default_factory=dict,
         description="named values (YAML anchors, ``name: &name 2000.0``) that node parameters "
@@ -134,6 +136,35 @@ class Config(StrictModel):
                 details.append(InitErrorDetails(type=PydanticCustomError("graph",
                                                                          problem.message),
                                                 loc=loc, input=None))
+        if details:
+            raise ValidationError.from_exception_data("Config", details)
+        return self
+
+    @model_validator(mode="after")
+    def _cycle_names(self) -> Config:
+        """The cycle's relays, LEDs and nodes exist in ``hal`` and the graph (config.cycle),
+        and no action node switches an output the cycle drives; each error located at the
+        key that names the thing."""
+        if not self.cycle.enabled:
+            return self
+        types = node_types()
+        kinds = {n.id: getattr(types.get(n.type), "result_kind", None) or n.type
+                 for n in self.processing.default_graph.nodes}
+        details = [InitErrorDetails(type=PydanticCustomError("reference", message), loc=loc,
+                                    input=value)
+                   for loc, message, value in cycle_problems(self.cycle, self.hal.relays,
+                                                             self.hal.leds, kinds)]
+        driven = {"relay": set(self.cycle.driven_relays()), "led": set(self.cycle.driven_leds())}
+        for index, node in enumerate(self.processing.default_graph.nodes):
+            for key, names in driven.items():
+                name = getattr(node.params, key, None)
+                if isinstance(name, str) and name in names:
+                    message = (f"{'relay' if key == 'relay' else 'LED'} {name!r} is driven by "
+                               "the measurement cycle (cycle section): an action may not "
+                               "switch it too")
+                    loc = ("processing", "default_graph", "nodes", index, "parameters", key)
+                    details.append(InitErrorDetails(
+                        type=PydanticCustomError("reference", message), loc=loc, input=name))
         if details:
             raise ValidationError.from_exception_data("Config", details)
         return self

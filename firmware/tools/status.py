@@ -95,6 +95,9 @@ def summarize(snapshot: dict[str, Any]) -> tuple[bool, str]:
                      f"{_count(modbus.get('requests'))} requests, "
                      f"{_count(modbus.get('errors'))} exceptions, "
                      f"{_count(modbus.get('refused_writes'))} refused writes")
+    cycle = snapshot.get("cycle")
+    if isinstance(cycle, dict):
+        lines.append(f"  cycle: {cycle_text(cycle, running)}")
     sandbox = snapshot.get("script_sandbox")
     if sandbox:
         uid = "a uid per action" if sandbox.get("per_action_uid") else "the appliance's uid"
@@ -129,3 +132,21 @@ def summarize(snapshot: dict[str, Any]) -> tuple[bool, str]:
                 error = f"{error.get('type')}: {error.get('message')}{where}"
             lines.append(f"    last error: {error}")
     return running, "\n".join(lines)
+
+
+def cycle_text(cycle: dict[str, Any], running: bool) -> str:
+    """The measurement cycle in one line: where it is (phase, inlet, until when) while it
+    runs, else how it ended and why; then its counts."""
+    state = str(cycle.get("state") or "?")
+    counts = (f"{_count(cycle.get('cycles_completed'))} cycles done, "
+              f"{_count(cycle.get('averages_published'))} averages")
+    if state == "running" and running:
+        where = f"phase {cycle.get('phase') or '?'}"
+        if cycle.get("inlet"):
+            where += f" (inlet {cycle['inlet']})"
+        ends = cycle.get("phase_ends")
+        if isinstance(ends, int | float) and not isinstance(ends, bool):
+            where += f" until {iso_utc(ends)}"
+        return f"{where}, cycle {_count(cycle.get('cycle'))}; {counts}"
+    reason = f" ({cycle['reason']})" if cycle.get("reason") else ""
+    return f"{state.upper() if state == 'faulted' else state}{reason}; {counts}"

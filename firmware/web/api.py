@@ -306,6 +306,10 @@ async def post_reload(server: ApiContext, request: Request) -> Response:
                                "action": views.action_summary(handler)})
 
 
+async def get_cycle(server: ApiContext, request: Request) -> Response:
+    return json_response(200, views.cycle(server.appliance))
+
+
 async def post_pulse(server: ApiContext, request: Request) -> Response:
     name = request.params["name"]
     body = request.json()
@@ -374,6 +378,9 @@ ROUTES: tuple[Route, ...] = (
           "Live Server-Sent Events: results, action and status events", "read", None, (503,),
           content_type="text/event-stream"),
     Route("GET", "/api/v1/openapi.json", get_openapi, "This description", "read", None),
+    Route("GET", "/api/v1/cycle", get_cycle,
+          "The measurement cycle: state, phase, inlet, time left in the phase, latest "
+          "averages", "read", schemas.CycleStatus),
     Route("POST", "/api/v1/actions/{id}/acknowledge", post_acknowledge,
           "Acknowledge an action's active alarm", "write", schemas.AcknowledgeResponse,
           (404, 409), tag="operator"),

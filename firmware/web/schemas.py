@@ -98,6 +98,44 @@ class DeviceInfo(Shape):
     gas: str
 
 
+class CyclePhase(Shape):
+    """One phase of the measurement cycle as configured."""
+
+    name: str
+    duration_s: float
+    measure: bool
+
+
+class CycleStatus(Shape):
+    """``GET /api/v1/cycle`` (and ``cycle`` in the status): where the measurement cycle is.
+
+    ``state``: ``off`` (no cycle configured), ``idle`` (not started), ``waiting`` (for the
+    first frame), ``running``, ``finished`` (its ``repeat`` count done), ``stopped`` (by the
+    appliance's stop or a config change) or ``faulted`` (an output or the analyzer failed:
+    every output it drives went safe); ``reason`` says why it stopped. ``phase_ends`` is the
+    epoch time the phase ends, ``time_left_s`` the seconds until then. ``averages``: the
+    newest ``cycle_average`` result of each averaged node (and inlet)."""
+
+    enabled: bool
+    state: str
+    reason: str | None
+    cycle: int
+    inlet: str | None
+    phase: str | None
+    measure: bool
+    phase_index: int | None
+    phase_duration_s: float | None
+    phase_ends: float | None
+    time_left_s: float | None
+    cycles_completed: int
+    averages_published: int
+    phases: list[CyclePhase]
+    inlets: list[str]
+    repeat: int | None
+    nodes: list[str]
+    averages: dict[str, Result]
+
+
 class ApplianceStatus(Shape):
     """``GET /api/v1/status`` (and every ``status`` stream event)."""
 
@@ -123,6 +161,21 @@ class ApplianceStatus(Shape):
     web: WebStatus
     #: the release it runs: version plus build identity (firmware.app.release)
     release: str
+    cycle: CycleStatus
+
+
+class AverageStats(Shape):
+    """What a ``cycle_average`` result adds: the spread and count of the results of one
+    measure phase (standard deviations null below two), its inlet, cycle and window."""
+
+    source_kind: str
+    n: int
+    concentration_std: float | None
+    amplitude_std: float | None
+    inlet: str | None
+    cycle: int
+    started: float | None
+    ended: float | None
 
 
 class Result(Shape):
@@ -146,6 +199,7 @@ class Result(Shape):
     clamped: bool
     phase: str | None
     flags: list[str]
+    average: AverageStats | None
 
 
 class ResultsResponse(Shape):
@@ -414,6 +468,7 @@ DOCUMENTED: tuple[type[BaseModel], ...] = (
     ActionSummary, HistoryResponse, OutputsResponse, SpectrumResponse, TrendResponse,
     AcknowledgeResponse, AcknowledgeAllResponse, PulseRequest, PulseResponse, ReloadResponse,
     Health, ResultsEvent, StatusEvent, ActionEvent, EventsResponse,
+    CycleStatus,
 )
 
 

@@ -179,7 +179,21 @@ def status(appliance: Appliance, rates: RateSampler, process: dict[str, Any],
         "dsp_cpu_percent": rates.dsp_cpu_percent, "process": process,
         "health": health(appliance), "mqtt": _mqtt(appliance), "web": web,
         "release": release_id(),
+        "cycle": cycle(appliance),
     }
+
+
+def cycle(appliance: Appliance) -> dict[str, Any]:
+    """``CycleStatus``: the measurement cycle's state (``off`` without one)."""
+    if appliance.cycle is None:
+        return {"enabled": False, "state": "off", "reason": None, "cycle": 0, "inlet": None,
+                "phase": None, "measure": False, "phase_index": None,
+                "phase_duration_s": None, "phase_ends": None, "time_left_s": None,
+                "cycles_completed": 0, "averages_published": 0, "phases": [], "inlets": [],
+                "repeat": None, "nodes": [], "averages": {}}
+    status = appliance.cycle.get_status()
+    status.pop("tap_dropped", None)
+    return {"enabled": True, **status}
 
 
 def graph(appliance: Appliance) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from firmware.actions.triggers import (
     triggers_from_shorthand,
 )
 from firmware.errors import ActionError
-from firmware.state import ComputingResult
+from firmware.state import AverageStatistics, ComputingResult
 
 _seq = itertools.count(1)
 FIELD = {"concentration": "concentration_ppm", "peak": "amplitude", "lockin": "amplitude"}
@@ -29,11 +29,13 @@ EPOCH = 1_700_000_000.0
 
 
 def result(value: float, t: float, *, node: str = "co2", kind: str = "concentration",
-           field: str | None = None, detected: bool = True, **extra: float) -> ComputingResult:
-    """A result captured at monotonic ``t`` carrying ``value`` in the field its kind implies."""
+           field: str | None = None, detected: bool = True, phase: str | None = None,
+           **extra: float) -> ComputingResult:
+    """A result captured at monotonic ``t`` carrying ``value`` in the field its kind implies
+    (stamped with the cycle's ``phase``)."""
     values = {field or FIELD[kind]: value, **extra}
     return ComputingResult(node_id=node, kind=kind, timestamp=EPOCH + t, monotonic=t,
-                           sequence=next(_seq), detected=detected, **values)
+                           sequence=next(_seq), detected=detected, phase=phase, **values)
 
 
 def feed(engine: TriggerEngine, values: list[float], *, t0: float = 0.0, dt: float = 0.1,
@@ -347,3 +349,79 @@ def test_calibration_due_fires_on_the_flag_and_clears_without_it() -> None:
     status = engine.get_status()["triggers"]["calibration_due"]
     assert status == {"type": "calibration_due", "active": False, "active_nodes": [],
                       "fired": 1, "cleared": 1}
+# -- the measurement cycle: evaluate measure-phase results or cycle averages ------------------
+
+
+def cycle_average(value: float, t: float, *, inlet: str | None, source: str = "co2",
+                  source_kind: str = "concentration") -> ComputingResult:
+    """A cycle average of ``source`` (per ``inlet``) carrying ``value`` as its mean."""
+    node = f"{source}.cycle_average" + ("" if inlet is None else f".{inlet}")
+    field = FIELD[source_kind]
+    return ComputingResult(node_id=node, kind="cycle_average", timestamp=EPOCH + t,
+                           monotonic=t, sequence=next(_seq), detected=True,
+                           source_node_id=source, phase="measure", **{field: value},
+                           average=AverageStatistics(source_kind=source_kind, n=10,
+                                                     concentration_std=2.0, inlet=inlet,
+                                                     cycle=3))
+
+
+def test_measure_phase_triggers_ignore_results_outside_the_measure_phases() -> None:
+    engine = engine_for(ThresholdTrigger(kind="concentration", above=1000,
+                                         evaluate="measure_phase"))
+    engine.set_measure_phases(frozenset({"measure"}))
+    assert engine.update(result(5000, 0.0, phase="purge"), 0.0) == []
+    assert engine.update(result(5000, 0.1), 0.1) == []  # no cycle: no phase
+    (fired,) = engine.update(result(5000, 0.2, phase="measure"), 0.2)
+    assert fired.kind == "trigger" and fired.data["phase"] == "measure"
+    # a low value in another phase does not clear it; one in the measure phase does
+    assert engine.update(result(0, 0.3, phase="purge"), 0.3) == []
+    assert kinds(engine.update(result(0, 0.4, phase="measure"), 0.4)) == ["clear"]
+
+
+def test_all_evaluates_every_result_and_no_average() -> None:
+    engine = engine_for(ThresholdTrigger(kind="concentration", above=1000))
+    engine.set_measure_phases(frozenset({"measure"}))
+    (fired,) = engine.update(result(5000, 0.0, phase="purge"), 0.0)
+    assert fired.data["phase"] == "purge"
+    assert engine.update(cycle_average(0, 0.1, inlet=None), 0.1) == []
+    assert engine.active == ["concentration"]
+
+
+def test_cycle_average_triggers_see_only_averages_each_inlet_its_own_state() -> None:
+    engine = engine_for(ThresholdTrigger(kind="concentration", above=1000,
+                                         evaluate="cycle_average"))
+    assert engine.update(result(5000, 0.0, phase="measure"), 0.0) == []
+    (room,) = engine.update(cycle_average(1500, 1.0, inlet="room"), 1.0)
+    assert room.source_node_id == "co2.cycle_average.room"
+    assert room.data["inlet"] == "room" and room.data["n"] == 10
+    assert room.data["cycle"] == 3 and room.data["concentration_std"] == 2.0
+    assert room.data["phase"] == "measure"
+    (outdoor,) = engine.update(cycle_average(1200, 2.0, inlet="outdoor"), 2.0)
+    assert outdoor.data["inlet"] == "outdoor"
+    assert kinds(engine.update(cycle_average(100, 3.0, inlet="room"), 3.0)) == ["clear"]
+    status = engine.get_status()["triggers"]["concentration"]
+    assert status["active_nodes"] == ["co2.cycle_average.outdoor"]
+
+
+def test_cycle_average_triggers_follow_the_averaged_nodes_kind_and_monitoring() -> None:
+    amplitude = ThresholdTrigger(kind="amplitude", above=0.5, evaluate="cycle_average")
+    engine = engine_for(amplitude, nodes=("co2", "peak"))
+    # the average of a concentration node is not an amplitude source for this trigger
+    assert engine.update(cycle_average(1.0, 0.0, inlet=None), 0.0) == []
+    assert kinds(engine.update(cycle_average(1.0, 0.1, inlet=None, source="peak",
+                                             source_kind="peak"), 0.1)) == ["trigger"]
+    # averages of a node the action does not monitor are not watched
+    only_co2 = engine_for(ThresholdTrigger(kind="concentration", above=1,
+                                           evaluate="cycle_average"))
+    assert only_co2.update(cycle_average(9, 0.0, inlet=None, source="ch4"), 0.0) == []
+    # an explicit node names the averaged node
+    explicit = engine_for(ThresholdTrigger(kind="concentration", above=1, node="ch4",
+                                           evaluate="cycle_average"))
+    assert kinds(explicit.update(cycle_average(9, 0.0, inlet=None, source="ch4"), 0.0)) \
+        == ["trigger"]
+
+
+def test_evaluate_is_validated() -> None:
+    with pytest.raises(ValidationError, match="'all', 'measure_phase' or 'cycle_average'"):
+        ThresholdTrigger.model_validate({"kind": "concentration", "above": 1,
+                                         "evaluate": "measure"})

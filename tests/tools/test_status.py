@@ -165,3 +165,18 @@ def test_actions_with_their_worker_protections_warnings_and_last_error() -> None
         "  action hook (http_action): 0 triggers, 0 ok, 0 failed",
         "    last error: Timeout: 5 s",
     ]
+
+
+def test_the_measurement_cycle_where_it_is_or_why_it_stopped() -> None:
+    cycle = {"state": "running", "phase": "measure", "inlet": "room", "cycle": 3,
+             "phase_ends": 1_796_281_200.5, "cycles_completed": 2, "averages_published": 4,
+             "reason": None}
+    running = summarize(snapshot(state="running", pid=os.getpid(), cycle=cycle))[1]
+    assert ("  cycle: phase measure (inlet room) until 2026-12-03T07:00:00.500+00:00, "
+            "cycle 3; 2 cycles done, 4 averages") in running.splitlines()
+    faulted = {**cycle, "state": "faulted", "reason": "relay 'pump' is closed"}
+    stopped = summarize(snapshot(state="stopped", cycle=faulted))[1]
+    assert ("  cycle: FAULTED (relay 'pump' is closed); 2 cycles done, 4 averages"
+            in stopped.splitlines())
+    assert "cycle" not in summarize(snapshot(state="stopped", cycle=None))[1]
+    assert "None" not in summarize(snapshot(state="running", cycle={"state": "waiting"}))[1]

@@ -85,6 +85,7 @@ def test_read_endpoints_return_documented_shapes(rig: WebRig, openapi: OpenApi) 
         "/api/v1/events": "/api/v1/events?limit=5",
         "/api/v1/calibration": "/api/v1/calibration",
         "/api/v1/calibration/records": "/api/v1/calibration/records",
+        "/api/v1/cycle": "/api/v1/cycle",
     }
     for template, path in paths.items():
         answer = rig.get(path)
@@ -98,12 +99,39 @@ def test_read_endpoints_return_documented_shapes(rig: WebRig, openapi: OpenApi) 
                                             "/api/v1/calibration/session"}
 
 
+def test_the_measurement_cycle_phase_time_left_and_averages(make_rig: Any) -> None:
+    def change(data: dict[str, Any]) -> None:
+        data["scripts"] = {"worker_user": None}
+        data["cycle"] = {"enabled": True, "phases": [
+            {"name": "purge", "duration_s": 0.2, "relays": {"pump": True}},
+            {"name": "measure", "duration_s": 0.6, "measure": True},
+            {"name": "idle", "duration_s": 30}]}
+        data["hal"]["relays"]["pump"] = {"pin": 24}
+
+    rig = make_rig(change)
+    openapi = OpenApi(rig.get("/api/v1/openapi.json").body)
+    rig.wait_for(lambda: rig.get("/api/v1/cycle").body["phase"] == "idle", what="idle")
+    cycle = rig.get("/api/v1/cycle").body
+    openapi.validate_response("GET", "/api/v1/cycle", 200, cycle)
+    assert cycle["enabled"] is True and cycle["state"] == "running"
+    assert cycle["inlet"] is None and cycle["measure"] is False
+    assert 0 < cycle["time_left_s"] <= 30 and cycle["phase_ends"] > cycle["time_left_s"]
+    assert [p["name"] for p in cycle["phases"]] == ["purge", "measure", "idle"]
+    average = cycle["averages"]["concentration.cycle_average"]
+    assert average["kind"] == "cycle_average" and average["phase"] == "measure"
+    assert average["average"]["n"] >= 1
+    status = rig.get("/api/v1/status").body
+    openapi.validate_response("GET", "/api/v1/status", 200, status)
+    assert status["cycle"]["phase"] == "idle"
+
+
 def test_values_are_those_of_the_running_appliance(rig: WebRig) -> None:
     status = rig.get("/api/v1/status").body
     assert status["source"] == "simulator"
     assert status["sample_rate"] == 48000
     assert status["frames"] > 0
     assert status["health"]["state"] in ("ok", "alarm")
+    assert status["cycle"]["enabled"] is False and status["cycle"]["state"] == "off"
     results = rig.get("/api/v1/results").body["results"]
     assert 300 < results["concentration"]["concentration_ppm"] < 3000
     spectrum = rig.get("/api/v1/spectrum").body

@@ -210,8 +210,31 @@ def test_the_dashboard_loads_with_live_data(browser: Browser, boards: list[Dashb
     assert page.locator(OUTPUT.format("alarm")).get_attribute("data-on") == "false"
     assert page.locator(f"{OUTPUT.format('alarm')} .btn-pulse").is_visible()
     assert page.locator("#btn-ack-all").is_hidden()
+    assert page.locator("#current-cycle").is_hidden()  # no cycle configured
 
     board.screenshot("loaded.png")
+    board.assert_clean()
+
+
+def test_the_measurement_cycle_shows_its_phase_time_left_and_average(
+        browser: Browser, boards: list[Dashboard], make_rig: Any) -> None:
+    def with_cycle(data: dict[str, Any]) -> None:
+        data["cycle"] = {"enabled": True, "inlets": [{"name": "room", "valve": "valve"}],
+                         "phases": [{"name": "measure", "duration_s": 1.0, "measure": True},
+                                    {"name": "idle", "duration_s": 120}]}
+        data["hal"]["relays"]["valve"] = {"pin": 24}
+
+    rig = make_rig(with_cycle)
+    wait_for_data(rig)
+    board = open_board(browser, boards, rig)
+    board.wait(text_has("#current-phase", "idle · room"), "the idle phase and its inlet")
+    board.wait("() => /^\\d+ m \\d+ s left$/.test("
+               "document.querySelector('#current-phase-left').textContent)",
+               "the time left in the idle phase")
+    board.wait("() => /^\\d+\\.\\d ± \\d+\\.\\d+ ppm \\(n \\d+\\) · room$/.test("
+               "document.querySelector('#current-average').textContent)",
+               "the room inlet's cycle average with its spread and count")
+    board.screenshot("cycle.png")
     board.assert_clean()
 
 

@@ -14,6 +14,10 @@ no traffic of its own besides the retained configs:
 - the calibration's due state (``ok``, ``due``, ``overdue``): a sensor that reads the
   ``calibration_due``/``calibration_overdue`` flags of the calibrated node's result in the
   same measurements message.
+- ``<base>/<device>/cycle_average`` (or ``cycle_average/<inlet>`` per gas inlet), JSON
+  ``{"ts", "time", "cycle", "inlet", "phase", "results": {node: result}}`` at the end of each
+  measure phase of the measurement cycle: one sensor per averaged node (and inlet) with the
+  mean, and the ``average`` statistics (n, standard deviations) as its attributes.
 - ``<base>/<device>/availability`` (retained ``online``/``offline``, with the LWT): every
   entity goes unavailable when the appliance dies.
 
@@ -43,6 +47,17 @@ class DiscoveryEntities:
     relays: list[str] = field(default_factory=list)
     #: the calibrated concentration node, whose results carry the due flags (None: none)
     calibration_node: str | None = None
+    #: (averaged node, its result kind, inlet or None) of the measurement cycle's averages
+    cycle_averages: list[tuple[str, str, str | None]] = field(default_factory=list)
+
+
+def cycle_average_topic(root: str, inlet: str | None) -> str:
+    """The topic of the cycle averages (of one inlet) under ``<base>/<device>``.
+
+    >>> cycle_average_topic("pafw/lab1", None), cycle_average_topic("pafw/lab1", "room")
+    ('pafw/lab1/cycle_average', 'pafw/lab1/cycle_average/room')
+    """
+    return f"{root}/cycle_average" if inlet is None else f"{root}/cycle_average/{inlet}"
 
 
 def object_name(*parts: str) -> str:
@@ -134,6 +149,22 @@ def discovery_messages(
             "state_topic": measurements,
             "value_template": _template(node, "amplitude_db"),
             "suggested_display_precision": 1,
+        })
+    for node, kind, inlet in entities.cycle_averages:
+        key = "concentration_ppm" if kind == "concentration" else "amplitude"
+        n = node.replace("\\", "\\\\").replace("'", "\\'")
+        suffix = "" if inlet is None else f" {inlet}"
+        add("sensor", f"{node}_cycle_average{'' if inlet is None else '_' + inlet}", {
+            "name": f"Cycle average ({node}{suffix})",
+            **({"device_class": gas_device_class, "unit_of_measurement": "ppm",
+                "suggested_display_precision": 0} if kind == "concentration" else
+               {"suggested_display_precision": 6}),
+            "state_class": "measurement",
+            "state_topic": cycle_average_topic(root, inlet),
+            "value_template": _template(node, key),
+            "json_attributes_topic": cycle_average_topic(root, inlet),
+            "json_attributes_template": (f"{{{{ value_json.results['{n}'].average | tojson "
+                                         f"if '{n}' in value_json.results else {{}} }}}}"),
         })
     for name in [*entities.alarms, *entities.relays]:
         check_topic_level(name, "alarm or relay name")

@@ -430,6 +430,43 @@ function handleStatus(s) {
   renderHealthPanel(status);
   if (Array.isArray(status.actions)) renderActions(status.actions);
   if (obj(status.outputs)) renderOutputs(status.outputs);
+  renderCycle();
+}
+
+// -------------------------------------------------------- measurement cycle
+
+/** The cycle's phase (and inlet) with the time left in it, and the newest average. */
+function renderCycle() {
+  const c = obj(app.status?.cycle);
+  const on = Boolean(c && c.enabled === true);
+  for (const sel of ['#current-cycle', '#current-cycle-average']) {
+    const e = $(sel);
+    if (e && e.hidden === on) e.hidden = !on;
+  }
+  if (!on) return;
+  const phase = str(c.phase) || str(c.state) || DASH;
+  const inlet = str(c.inlet);
+  setText($('#current-phase'), inlet ? `${phase} · ${inlet}` : phase);
+  const ends = num(c.phase_ends);
+  let left = '';
+  if (ends !== null && str(c.state) === 'running') left = `${fmtDuration(Math.max(0, ends - serverNow()))} left`;
+  else if (c.reason) left = str(c.reason);
+  setText($('#current-phase-left'), left);
+  const averages = Object.values(obj(c.averages) || {}).filter((r) => obj(r));
+  averages.sort((a, b) => (num(b.timestamp) ?? 0) - (num(a.timestamp) ?? 0));
+  const newest = averages[0];
+  if (!newest) {
+    setText($('#current-average'), DASH);
+    return;
+  }
+  const stats = obj(newest.average) || {};
+  const conc = newest.concentration_ppm !== null && newest.concentration_ppm !== undefined;
+  const mean = conc ? newest.concentration_ppm : newest.amplitude;
+  const std = conc ? stats.concentration_std : stats.amplitude_std;
+  const unit = conc ? ' ppm' : '';
+  const where = str(stats.inlet) ? ` · ${str(stats.inlet)}` : '';
+  const spread = num(std) === null ? '' : ` ± ${fmtValue(std)}`;
+  setText($('#current-average'), `${fmtValue(mean)}${spread}${unit} (n ${fmtInt(stats.n)})${where}`);
 }
 
 // ----------------------------------------------------------- current value
@@ -2031,6 +2068,7 @@ function init() {
     checkStream();
     if (!isVisible()) return;
     renderAge();
+    renderCycle();
     scheduleTrendDraw();
   }), 1000);
 

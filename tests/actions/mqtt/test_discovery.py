@@ -138,3 +138,28 @@ def test_the_calibration_due_state_is_a_sensor_on_the_measurements():
     assert state({"co2": {"flags": ["calibration_due", "mic_b_clipping"]}}) == "due"
     assert state({"co2": {"flags": ["calibration_overdue"]}}) == "overdue"
     assert state({}) == "None"
+def test_cycle_averages_are_sensors_on_their_topics_with_statistics_as_attributes():
+    jinja2 = pytest.importorskip("jinja2")
+    entities = DiscoveryEntities(cycle_averages=[("co2", "concentration", "room"),
+                                                 ("co2", "concentration", None),
+                                                 ("peak.main", "peak", "room")])
+    msgs = messages(entities)
+    room = msgs["homeassistant/sensor/lab1/co2_cycle_average_room/config"]
+    assert room["state_topic"] == "site/pafw/lab1/cycle_average/room"
+    assert room["json_attributes_topic"] == room["state_topic"]
+    assert (room["device_class"], room["unit_of_measurement"]) == ("carbon_dioxide", "ppm")
+    assert room["name"] == "Cycle average (co2 room)"
+    plain = msgs["homeassistant/sensor/lab1/co2_cycle_average/config"]
+    assert plain["state_topic"] == "site/pafw/lab1/cycle_average"
+    amp = msgs["homeassistant/sensor/lab1/peak_main_cycle_average_room/config"]
+    assert "unit_of_measurement" not in amp and "amplitude" in amp["value_template"]
+    # the templates, rendered as Home Assistant does, pick the mean and the statistics
+    payload = {"inlet": "room", "results": {"co2": {
+        "concentration_ppm": 412.5, "average": {"n": 12, "concentration_std": 1.5}}}}
+    env = jinja2.Environment()
+    assert env.from_string(room["value_template"]).render(value_json=payload) == "412.5"
+    attributes = env.from_string(room["json_attributes_template"]).render(value_json=payload)
+    assert json.loads(attributes) == {"n": 12, "concentration_std": 1.5}
+    other = {"results": {}}
+    assert env.from_string(room["value_template"]).render(value_json=other) == "None"
+    assert env.from_string(room["json_attributes_template"]).render(value_json=other) == "{}"
