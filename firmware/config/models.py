@@ -23,6 +23,7 @@ from firmware.actions.mqtt.settings import MqttSettings
 from firmware.config.chain import chain_problems
 from firmware.config.modbus import ModbusSettings
 from firmware.config.processing import NodeSettings, ProcessingSettings
+from firmware.config.selftest import SelftestSettings
 from firmware.config.web import WebSettings
 from firmware.dsp.sources.settings import AcquisitionSettings
 from firmware.hal.settings import HalSettings
@@ -103,6 +104,7 @@ class Config(StrictModel):
     scripts: ScriptsSettings = Field(default_factory=ScriptsSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     modbus: ModbusSettings = Field(default_factory=ModbusSettings)
+    selftest: SelftestSettings = Field(default_factory=SelftestSettings)
     values: dict[str, Any] = Field(
         default_factory=dict,
         description="named values (YAML anchors, ``name: &name 2000.0``) that node parameters "
