@@ -114,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     allan.add_argument("--plot", type=Path, metavar="FILE.png",
                        help="draw the log-log plot (needs matplotlib: the plot extra)")
 
+    selftest = sub.add_parser(
+        "selftest", help="the microphones' self-test: of the running appliance, else offline")
+    selftest.add_argument("file", type=Path, nargs="?",
+                          help="check this WAV file instead (offline)")
+    selftest.add_argument("--config", type=Path, help="the appliance's config file")
+    selftest.add_argument("--json", action="store_true", help="print the report as JSON")
+
     modbus = sub.add_parser("modbus", help="the Modbus TCP server's register map")
     modbus_sub = modbus.add_subparsers(dest="modbus_command", required=True, metavar="ACTION")
     modbus_map = modbus_sub.add_parser(
@@ -305,6 +312,15 @@ def _cmd_allan(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _cmd_selftest(args: argparse.Namespace, out: TextIO) -> int:
+    from firmware.app.selftest import format_report
+    from firmware.tools.selftest import selftest_command
+
+    report = selftest_command(_load(args.config), wav_path=args.file)
+    out.write(json.dumps(report) + "\n" if args.json else format_report(report) + "\n")
+    return EXIT_OK if report["passed"] else EXIT_FAILURE
+
+
 def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
     if args.what == "python-actions":
         from firmware.bench.python_actions import format_python_report, run_python_bench
@@ -368,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_simulate(args)
         if args.command == "allan":
             return _cmd_allan(args, out)
+        if args.command == "selftest":
+            return _cmd_selftest(args, out)
         if args.command == "modbus":
             return _cmd_modbus(args, out)
         return _cmd_bench(args, out)

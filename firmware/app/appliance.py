@@ -32,6 +32,7 @@ from firmware.actions.python.sandbox import can_switch_user
 from firmware.app.analyzer import Analyzer
 from firmware.app.file_watch import FileWatcher
 from firmware.app.operations import Operations
+from firmware.app.selftest import SelfTest, SelftestReport
 from firmware.config.loader import ConfigDocument, load_config
 from firmware.dsp.node import DETECTOR_KINDS
 from firmware.errors import ActionError, ConfigError, HalError
@@ -121,6 +122,9 @@ class Appliance:
                                      events=self.action_events,
                                      state_dir=self.analyzer.state_dir, run=self.control.call)
         self.operations.restore()
+        #: the microphones' self-test: at start (selftest.at_start) and on demand (web API)
+        self.selftest = SelfTest(cfg, self.analyzer)
+        self.selftest.on_report(self._selftest_done)
 
     def _restore_histories(self) -> None:
         """Put the events of earlier runs back in their actions' history (oldest first,
@@ -198,6 +202,12 @@ class Appliance:
         statistics: dict[str, Any] = nodes[node_id]
         return statistics
 
+    def _selftest_done(self, report: SelftestReport) -> None:
+        """A self-test finished: publish it (MQTT diagnostic entity) and refresh the status."""
+        if self.mqtt is not None:
+            self.mqtt.publish_state("selftest", report.to_dict())
+        self.status_dirty.set()
+
     def fault(self) -> str | None:
         """The appliance's fault (the DSP loop stopped on an error), or None."""
         return self.analyzer.fault
@@ -216,6 +226,7 @@ class Appliance:
             peak_nodes=[n.node_id for n in nodes if n.result_kind in DETECTOR_KINDS],
             alarms=alarms,
             relays=sorted(self.doc.config.hal.relays),
+            selftest=True,
         )
 
     def start(self) -> float:
@@ -235,6 +246,8 @@ class Appliance:
             if watcher is not None:
                 watcher.start()
         self.analyzer.start()
+        if self.doc.config.selftest.at_start:
+            self.selftest.start_background()
         return warm
 
     def stop(self) -> None:
@@ -242,6 +255,7 @@ class Appliance:
         for watcher in (self.watcher, self.config_watcher):
             if watcher is not None:
                 watcher.stop()
+        self.selftest.stop()
         self.analyzer.stop()
         self.control.stop()
         if self.mqtt is not None:
@@ -274,6 +288,7 @@ class Appliance:
         if self.python_handlers:
             status["script_sandbox"] = self.confinement_status
         status["events"] = self.action_events.get_status()
+        status["selftest"] = self.selftest.get_status()
         for name, part in self.status_parts.items():
             status[name] = part()
         return status

@@ -11,6 +11,9 @@ no traffic of its own besides the retained configs:
 - ``<base>/<device>/state/alarm_<name>`` and ``state/relay_<name>`` (retained ``ON``/``OFF``):
   one binary sensor each. Relays are announced read-only: switching them is the firmware's
   job, not the dashboard's.
+- ``<base>/<device>/state/selftest`` (retained JSON of the newest self-test: ``passed``,
+  ``failed``, ``checks``...): a binary sensor of device class ``problem`` and entity category
+  ``diagnostic``, on while a check fails, with the report as its attributes.
 - ``<base>/<device>/availability`` (retained ``online``/``offline``, with the LWT): every
   entity goes unavailable when the appliance dies.
 
@@ -38,6 +41,8 @@ class DiscoveryEntities:
     peak_nodes: list[str] = field(default_factory=list)
     alarms: list[str] = field(default_factory=list)
     relays: list[str] = field(default_factory=list)
+    #: the self-test's result (``state/selftest``) as a diagnostic problem sensor
+    selftest: bool = False
 
 
 def object_name(*parts: str) -> str:
@@ -145,6 +150,20 @@ def discovery_messages(
             "name": f"Relay {name}",
             "device_class": "power",
             "state_topic": f"{root}/state/relay_{name}",
+            "payload_on": "ON",
+            "payload_off": "OFF",
+        })
+    if entities.selftest:
+        add("binary_sensor", "selftest", {
+            "name": "Self-test",
+            "device_class": "problem",
+            "entity_category": "diagnostic",
+            "state_topic": f"{root}/state/selftest",
+            "value_template": "{{ 'OFF' if value_json.passed else 'ON' }}",
+            "json_attributes_topic": f"{root}/state/selftest",
+            "json_attributes_template": "{{ {'failed': value_json.failed, 'time': "
+                                        "value_json.time, 'checks': value_json.checks} "
+                                        "| tojson }}",
             "payload_on": "ON",
             "payload_off": "OFF",
         })
