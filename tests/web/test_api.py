@@ -83,6 +83,8 @@ def test_read_endpoints_return_documented_shapes(rig: WebRig, openapi: OpenApi) 
         "/api/v1/spectrum": "/api/v1/spectrum",
         "/api/v1/trend": "/api/v1/trend?seconds=60&points=20",
         "/api/v1/events": "/api/v1/events?limit=5",
+        "/api/v1/selftest": "/api/v1/selftest",
+        "/api/v1/allan": "/api/v1/allan",
     }
     for template, path in paths.items():
         answer = rig.get(path)
