@@ -84,8 +84,9 @@ def _range_check(name: str, value: float, unit: str, low: float | None, high: fl
               else f">= {low:g}" if low is not None else f"<= {high:g}")
     verdict = "within" if ok else "outside"
     u = f" {unit}" if unit else ""
+    shown = f"{value:.6g}" if unit == "Hz" else f"{value:.4g}"  # 48000 Hz, not 4.8e+04
     return Check(name, "pass" if ok else "fail", value, unit, low, high,
-                 f"{what} {value:.4g}{u}, {verdict} {bounds}{u}")
+                 f"{what} {shown}{u}, {verdict} {bounds}{u}")
 
 
 def level_dbfs(channel: np.ndarray) -> float:

@@ -109,6 +109,8 @@ class AllanReport:
             lines.append(f"T90 (10 % -> 90 %): {step['t90_s']:.2f} s, step "
                          f"{_num(step['pre'])} -> {_num(step['post'])} ppm at "
                          f"{step['t10_s']:.2f} s")
+            lines.append("note: the deviation above includes the step; measure the detection "
+                         "limit on a record at a steady concentration")
         return "\n".join(lines)
 
 

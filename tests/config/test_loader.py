@@ -239,7 +239,8 @@ BAD_CONFIGS: list[tuple[str, str, str]] = [
     ("unknown top-level key",
      "devce:\n  id: x\n",
      r"bad\.yaml:1:1: devce: unknown key 'devce'; did you mean 'device'\? \(expected one of: "
-     r"device, acquisition, processing, paths, logging, hal, mqtt, scripts, web, modbus, values\)"),
+     r"device, acquisition, processing, paths, logging, hal, mqtt, scripts, web, modbus, "
+     r"selftest, values\)"),
     ("unknown nested key",
      "acquisition:\n  simulator:\n    q_factr: 20\n",
      r"bad\.yaml:3:5: acquisition\.simulator\.q_factr: unknown key 'q_factr'; "

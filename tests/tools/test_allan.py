@@ -99,6 +99,7 @@ def test_a_step_in_a_recording_gives_its_t90(doc: ConfigDocument, tmp_path: Path
     assert step.post == pytest.approx(2500.0, rel=0.03)
     text = report.format_text()
     assert "T90 (10 % -> 90 %)" in text and str(wav) in text
+    assert "includes the step" in text
 
 
 def test_too_few_values_and_bad_nodes_are_refused(doc: ConfigDocument) -> None:
@@ -133,9 +134,13 @@ def test_the_command_prints_json_and_a_table(config_file: Path,
     assert figures["curve"][0]["tau_s"] == pytest.approx(FRAME_S)
     assert figures["lod_optimum"] <= figures["lod_1s"]
     assert figures["step"] is None
-    assert main(["allan", "--simulate", "6", "--config", str(config_file)]) == 0
-    out = capsys.readouterr().out
-    assert "LOD (3 sigma) at 1 s:" in out and "tau (s)" in out
+    plot = config_file.parent / "allan.png"
+    assert main(["allan", "--simulate", "6", "--config", str(config_file), "--plot",
+                 str(plot)]) == 0
+    captured = capsys.readouterr()
+    assert "LOD (3 sigma) at 1 s:" in captured.out and "tau (s)" in captured.out
+    assert f"wrote {plot}" in captured.err
+    assert plot.read_bytes().startswith(b"\x89PNG")
 
 
 @pytest.mark.parametrize(("args", "message"), [
