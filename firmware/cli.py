@@ -99,6 +99,28 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--format", choices=["int16", "int24", "int32", "float32"],
                           default="float32")
 
+    allan = sub.add_parser(
+        "allan", help="Allan-Werle deviation, LOD and T90 of the graph over a WAV file or the "
+        "simulator")
+    allan.add_argument("file", type=Path, nargs="?", help="WAV file (or --simulate SECONDS)")
+    allan.add_argument("--simulate", type=float, metavar="SECONDS",
+                       help="run the configured simulator for SECONDS instead of a file")
+    allan.add_argument("--concentration", metavar="PROFILE",
+                       help="with --simulate: the simulator's profile (as `pafw simulate`)")
+    allan.add_argument("--seed", type=int, help="with --simulate: the simulator's seed")
+    allan.add_argument("--config", type=Path)
+    allan.add_argument("--node", help="concentration node id (default: the first)")
+    allan.add_argument("--json", action="store_true", help="print one JSON object")
+    allan.add_argument("--plot", type=Path, metavar="FILE.png",
+                       help="draw the log-log plot (needs matplotlib: the plot extra)")
+
+    selftest = sub.add_parser(
+        "selftest", help="the microphones' self-test: of the running appliance, else offline")
+    selftest.add_argument("file", type=Path, nargs="?",
+                          help="check this WAV file instead (offline)")
+    selftest.add_argument("--config", type=Path, help="the appliance's config file")
+    selftest.add_argument("--json", action="store_true", help="print the report as JSON")
+
     modbus = sub.add_parser("modbus", help="the Modbus TCP server's register map")
     modbus_sub = modbus.add_subparsers(dest="modbus_command", required=True, metavar="ACTION")
     modbus_map = modbus_sub.add_parser(
@@ -405,6 +427,36 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_allan(args: argparse.Namespace, out: TextIO) -> int:
+    from firmware.tools.allan import allan_report, record_series, simulator_document
+
+    if (args.file is None) == (args.simulate is None):
+        raise PafwError("pafw allan: give a WAV file or --simulate SECONDS (one of them)")
+    if args.file is not None and (args.concentration is not None or args.seed is not None):
+        raise PafwError("pafw allan: --concentration and --seed go with --simulate")
+    doc = _load(args.config)
+    if args.simulate is not None:
+        doc = simulator_document(doc, concentration=args.concentration, seed=args.seed)
+    report = allan_report(record_series(doc, node=args.node, wav_path=args.file,
+                                        seconds=args.simulate))
+    if args.plot is not None:
+        from firmware.tools.allan_plot import plot_allan
+
+        plot_allan(report, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    out.write(json.dumps(report.to_dict()) + "\n" if args.json else report.format_text() + "\n")
+    return EXIT_OK
+
+
+def _cmd_selftest(args: argparse.Namespace, out: TextIO) -> int:
+    from firmware.app.selftest import format_report
+    from firmware.tools.selftest import selftest_command
+
+    report = selftest_command(_load(args.config), wav_path=args.file)
+    out.write(json.dumps(report) + "\n" if args.json else format_report(report) + "\n")
+    return EXIT_OK if report["passed"] else EXIT_FAILURE
+
+
 def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
     if args.what == "python-actions":
         from firmware.bench.python_actions import format_python_report, run_python_bench
@@ -500,6 +552,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_analyze(args, out)
         if args.command == "simulate":
             return _cmd_simulate(args)
+        if args.command == "allan":
+            return _cmd_allan(args, out)
+        if args.command == "selftest":
+            return _cmd_selftest(args, out)
         if args.command == "modbus":
             return _cmd_modbus(args, out)
         if args.command == "health":

@@ -105,6 +105,9 @@ class Analyzer:
         self.overruns = 0
         #: called on the DSP thread after each frame (must not block): the actions' feed flush
         self.frame_hooks: list[Callable[[], None]] = []
+        #: called on the DSP thread with each frame after the graph (must not block nor
+        #: allocate; the frame is valid only during the call): the self-test's collector
+        self.frame_taps: list[Callable[[Frame], None]] = []
         self.started_monotonic = time.monotonic()
         self.last_frame: Frame | None = None
         #: monotonic time the newest frame's processing ended (None before the first)
@@ -153,6 +156,8 @@ class Analyzer:
         self.graph.process(frame)
         for hook in self.frame_hooks:
             hook()
+        for tap in self.frame_taps:
+            tap(frame)
         self.frames += 1
         if self.graph.last_frame_ns * 1e-9 > frame.duration_s:
             self.overruns += 1

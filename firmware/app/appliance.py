@@ -36,6 +36,7 @@ from firmware.app.cycle_average import average_node_id
 from firmware.app.file_watch import FileWatcher
 from firmware.app.operations import Operations
 from firmware.app.release import release_id
+from firmware.app.selftest import SelfTest, SelftestReport
 from firmware.config.loader import ConfigDocument, load_config
 from firmware.dsp.node import DETECTOR_KINDS
 from firmware.errors import ActionError, ConfigError, HalError
@@ -175,6 +176,9 @@ class Appliance:
                    "results": {r.source_node_id or r.node_id: r.to_dict() for r in averages}}
         self.mqtt.publish(cycle_average_topic(self.mqtt.root, inlet),
                           encode_json(stamped(payload)))
+        #: the microphones' self-test: at start (selftest.at_start) and on demand (web API)
+        self.selftest = SelfTest(cfg, self.analyzer)
+        self.selftest.on_report(self._selftest_done)
 
     def _restore_histories(self) -> None:
         """Put the events of earlier runs back in their actions' history (oldest first,
@@ -266,6 +270,12 @@ class Appliance:
         statistics: dict[str, Any] = nodes[node_id]
         return statistics
 
+    def _selftest_done(self, report: SelftestReport) -> None:
+        """A self-test finished: publish it (MQTT diagnostic entity) and refresh the status."""
+        if self.mqtt is not None:
+            self.mqtt.publish_state("selftest", report.to_dict())
+        self.status_dirty.set()
+
     def fault(self) -> str | None:
         """The appliance's fault (the DSP loop stopped on an error), or None."""
         return self.analyzer.fault
@@ -288,6 +298,7 @@ class Appliance:
             cycle_averages=[(node, kind, inlet) for node, kind in self.cycle_nodes().items()
                             for inlet in self.cycle.inlet_names()]
             if self.cycle is not None else [],
+            selftest=True,
         )
 
     def start(self) -> float:
@@ -311,6 +322,8 @@ class Appliance:
         self.analyzer.start()
         if self.cycle is not None:
             self.cycle.start()
+        if self.doc.config.selftest.at_start:
+            self.selftest.start_background()
         return warm
 
     def stop(self) -> None:
@@ -321,6 +334,7 @@ class Appliance:
         for watcher in (self.watcher, self.config_watcher):
             if watcher is not None:
                 watcher.stop()
+        self.selftest.stop()
         self.analyzer.stop()
         if self.calibration is not None:
             self.calibration.stop()
@@ -359,6 +373,7 @@ class Appliance:
             status["script_sandbox"] = self.confinement_status
         status["events"] = self.action_events.get_status()
         status["cycle"] = self.cycle.get_status() if self.cycle is not None else None
+        status["selftest"] = self.selftest.get_status()
         for name, part in self.status_parts.items():
             status[name] = part()
         return status

@@ -25,6 +25,7 @@ from firmware.config.chain import chain_problems
 from firmware.config.cycle import CycleSettings, cycle_problems
 from firmware.config.modbus import ModbusSettings
 from firmware.config.processing import NodeSettings, ProcessingSettings, node_types
+from firmware.config.selftest import SelftestSettings
 from firmware.config.web import WebSettings
 from firmware.dsp.sources.settings import AcquisitionSettings
 from firmware.hal.settings import HalSettings
@@ -107,6 +108,7 @@ class Config(StrictModel):
     modbus: ModbusSettings = Field(default_factory=ModbusSettings)
     calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
     cycle: CycleSettings = Field(default_factory=CycleSettings)
+    selftest: SelftestSettings = Field(default_factory=SelftestSettings)
     values: dict[str, Any] = Field(
         default_factory=dict,
         description="named values (YAML anchors, ``name: &name 2000.0``) that node parameters "

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import ValidationError
 
 from firmware.actions.python.supervisor import ReloadError
+from firmware.app.allan_live import allan_payload
 from firmware.app.export import Series, TimeRangeError, csv_text, parse_time
 from firmware.app.operations import OperationRefusedError
 from firmware.web import calibration_api as cal
@@ -272,6 +273,35 @@ async def get_stream(server: ApiContext, request: Request) -> Response:
     return Response(200, b"", "text/event-stream", {"Cache-Control": "no-store"})
 
 
+async def get_selftest(server: ApiContext, request: Request) -> Response:
+    return json_response(200, server.appliance.selftest.get_status())
+
+
+async def post_selftest(server: ApiContext, request: Request) -> Response:
+    """Run a self-test now (a few seconds; one at a time) and answer its report."""
+    report = await asyncio.to_thread(server.appliance.selftest.run, "api")
+    return json_response(200, report.to_dict())
+
+
+async def get_allan(server: ApiContext, request: Request) -> Response:
+    trends = server.trends.trends
+    seconds = _int_query(request, "seconds", 3600, 60, int(server.settings.trend_hours * 3600))
+    wanted = request.query_value("node")
+    if wanted is None:
+        concentration = [n for n, t in trends.items() if t.field == "concentration_ppm"]
+        candidates = concentration or list(trends)
+        wanted = candidates[0] if candidates else None
+    if wanted is None or wanted not in trends:
+        computing = server.appliance.analyzer.graph.computing_node_ids()
+        if wanted is not None and wanted not in computing:
+            raise HttpError(404, "not_found", f"node {wanted!r} has no trend (computing "
+                            f"nodes: {', '.join(computing) or 'none'})")
+        raise HttpError(503, "no_data", "no result recorded yet", {"Retry-After": "1"})
+    payload = await asyncio.to_thread(allan_payload, trends[wanted],
+                                      since=time.time() - seconds)
+    return json_response(200, payload)
+
+
 # ----------------------------------------------------------------------- write routes
 async def post_acknowledge(server: ApiContext, request: Request) -> Response:
     action_id = request.params["id"]
@@ -381,6 +411,20 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/cycle", get_cycle,
           "The measurement cycle: state, phase, inlet, time left in the phase, latest "
           "averages", "read", schemas.CycleStatus),
+    Route("GET", "/api/v1/selftest", get_selftest,
+          "The microphones' self-test: the newest report, counters, a test in progress",
+          "read", schemas.SelftestResponse, tag="selftest"),
+    Route("POST", "/api/v1/selftest", post_selftest,
+          "Run the self-test now (a few seconds) and answer its report; a read: it changes "
+          "nothing but the quality flags it finds", "read", schemas.SelftestReport,
+          tag="selftest"),
+    Route("GET", "/api/v1/allan", get_allan,
+          "Allan-Werle deviation of a node's one-second trend (default: the first "
+          "concentration node), with the LOD; empty until min_values seconds are kept",
+          "read", schemas.AllanResponse, (400, 404, 503),
+          (Param("node", "string", "computing node id (default: the first concentration "
+                 "node)"),
+           Param("seconds", "integer", "how far back (default 3600)", 60, 604800))),
     Route("POST", "/api/v1/actions/{id}/acknowledge", post_acknowledge,
           "Acknowledge an action's active alarm", "write", schemas.AcknowledgeResponse,
           (404, 409), tag="operator"),

@@ -462,6 +462,65 @@ class EventsResponse(Shape):
     events: list[ActionEvent]
 
 
+class SelftestCheck(Shape):
+    """One self-test check: ``value`` must lie in ``low``..``high`` (null: open);
+    ``status`` ``skip`` when there was nothing to measure."""
+
+    name: str
+    status: Literal["pass", "fail", "skip"]
+    value: float | None
+    unit: str
+    low: float | None
+    high: float | None
+    message: str
+
+
+class SelftestReport(Shape):
+    """One self-test; ``failed`` names the checks that failed, the quality flags every result
+    carries until a test passes them."""
+
+    passed: bool
+    failed: list[str]
+    trigger: str
+    timestamp: float
+    time: str
+    duration_s: float
+    source: str
+    checks: list[SelftestCheck]
+
+
+class SelftestResponse(Shape):
+    """``GET /api/v1/selftest``: a test in progress (its trigger), counters, the newest."""
+
+    running: str | None
+    runs: int
+    failures: int
+    last: SelftestReport | None
+
+
+class AllanResponse(Shape):
+    """``GET /api/v1/allan``: the Allan-Werle deviation of a node's one-second trend (``sigma``
+    at each ``tau_s``, in ``unit``), the white-noise line through its first point, and the
+    LOD (3 sigma) at 1 s and at the optimum averaging time. Empty lists and null figures
+    while the trend holds fewer than ``min_values`` seconds."""
+
+    node: str
+    field: str
+    unit: str
+    bucket_s: float
+    values: int
+    min_values: int
+    span_s: float
+    tau_s: list[float]
+    sigma: list[float]
+    white_sigma: list[float]
+    sigma_1s: float | None
+    lod_1s: float | None
+    optimum_tau_s: float | None
+    sigma_optimum: float | None
+    lod_optimum: float | None
+
+
 #: every model the OpenAPI document lists under components/schemas
 DOCUMENTED: tuple[type[BaseModel], ...] = (
     ErrorResponse, ApplianceStatus, ResultsResponse, GraphResponse, ActionsResponse,
@@ -665,4 +724,5 @@ DOCUMENTED += (
     CalibrationSession, CalibrationSessionRequest, CalibrationPointRequest,
     CalibrationFitRequest, CalibrationOperatorRequest, CalibrationActivated, ZeroCheckResult,
     PressureRequest, SimulatorGasRequest, SimulatorGasResponse, CalibrationCommitResponse,
+    SelftestReport, SelftestResponse, AllanResponse,
 )

@@ -240,7 +240,7 @@ BAD_CONFIGS: list[tuple[str, str, str]] = [
      "devce:\n  id: x\n",
      r"bad\.yaml:1:1: devce: unknown key 'devce'; did you mean 'device'\? \(expected one of: "
      r"device, acquisition, processing, paths, logging, hal, mqtt, scripts, web, modbus, "
-     r"calibration, cycle, values\)"),
+     r"calibration, cycle, selftest, values\)"),
     ("unknown nested key",
      "acquisition:\n  simulator:\n    q_factr: 20\n",
      r"bad\.yaml:3:5: acquisition\.simulator\.q_factr: unknown key 'q_factr'; "

@@ -86,6 +86,8 @@ def test_read_endpoints_return_documented_shapes(rig: WebRig, openapi: OpenApi) 
         "/api/v1/calibration": "/api/v1/calibration",
         "/api/v1/calibration/records": "/api/v1/calibration/records",
         "/api/v1/cycle": "/api/v1/cycle",
+        "/api/v1/selftest": "/api/v1/selftest",
+        "/api/v1/allan": "/api/v1/allan",
     }
     for template, path in paths.items():
         answer = rig.get(path)

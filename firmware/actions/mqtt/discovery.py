@@ -18,6 +18,9 @@ no traffic of its own besides the retained configs:
   ``{"ts", "time", "cycle", "inlet", "phase", "results": {node: result}}`` at the end of each
   measure phase of the measurement cycle: one sensor per averaged node (and inlet) with the
   mean, and the ``average`` statistics (n, standard deviations) as its attributes.
+- ``<base>/<device>/state/selftest`` (retained JSON of the newest self-test: ``passed``,
+  ``failed``, ``checks``...): a binary sensor of device class ``problem`` and entity category
+  ``diagnostic``, on while a check fails, with the report as its attributes.
 - ``<base>/<device>/availability`` (retained ``online``/``offline``, with the LWT): every
   entity goes unavailable when the appliance dies.
 
@@ -58,6 +61,8 @@ def cycle_average_topic(root: str, inlet: str | None) -> str:
     ('pafw/lab1/cycle_average', 'pafw/lab1/cycle_average/room')
     """
     return f"{root}/cycle_average" if inlet is None else f"{root}/cycle_average/{inlet}"
+    #: the self-test's result (``state/selftest``) as a diagnostic problem sensor
+    selftest: bool = False
 
 
 def object_name(*parts: str) -> str:
@@ -197,5 +202,18 @@ def discovery_messages(
                 f"{{% if '{n}' in value_json.results %}}{{% set f = value_json.results['{n}']"
                 ".flags %}{{ 'overdue' if 'calibration_overdue' in f else 'due' if "
                 "'calibration_due' in f else 'ok' }}{% else %}{{ None }}{% endif %}"),
+    if entities.selftest:
+        add("binary_sensor", "selftest", {
+            "name": "Self-test",
+            "device_class": "problem",
+            "entity_category": "diagnostic",
+            "state_topic": f"{root}/state/selftest",
+            "value_template": "{{ 'OFF' if value_json.passed else 'ON' }}",
+            "json_attributes_topic": f"{root}/state/selftest",
+            "json_attributes_template": "{{ {'failed': value_json.failed, 'time': "
+                                        "value_json.time, 'checks': value_json.checks} "
+                                        "| tojson }}",
+            "payload_on": "ON",
+            "payload_off": "OFF",
         })
     return out

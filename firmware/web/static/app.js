@@ -2086,3 +2086,149 @@ function init() {
 
 if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', safe(init));
 else safe(init)();
+
+// ------------------------------------------------- detection limit (Allan-Werle)
+// The Allan-Werle deviation of the live concentration (GET /api/v1/allan: the one-second
+// trend), drawn log-log in SVG with the white-noise line and the optimum averaging time.
+
+const ALLAN_POLL_MS = 30000;
+const SVG_NS = 'http://www.w3.org/2000/svg';
+const ALLAN_BOX = { w: 600, h: 250, left: 58, right: 26, top: 12, bottom: 34 };
+const allan = { span: 3600, data: null, error: '' };
+
+function svgEl(tag, attrs, text) {
+  const e = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function fmtSig(x) {
+  if (x === null) return DASH;
+  const a = Math.abs(x);
+  if (a !== 0 && (a < 0.01 || a >= 1e5)) return x.toExponential(2);
+  return String(Number(x.toPrecision(3)));
+}
+
+function allanPoints(d) {
+  const taus = arr(d.tau_s).map(num);
+  const sigmas = arr(d.sigma).map(num);
+  const white = arr(d.white_sigma).map(num);
+  const out = [];
+  for (let i = 0; i < taus.length; i++) {
+    if (taus[i] > 0 && sigmas[i] > 0) out.push({ tau: taus[i], sigma: sigmas[i], white: white[i] });
+  }
+  return out;
+}
+
+function drawAllan() {
+  const svg = $('#allan-svg');
+  if (!svg) return;
+  const { w, h, left, right, top, bottom } = ALLAN_BOX;
+  const d = obj(allan.data);
+  const pts = d ? allanPoints(d) : [];
+  const nodes = [];
+  if (pts.length < 2) {
+    const waiting = d ? `Collecting the trend: ${fmtInt(num(d.values))} of ${fmtInt(num(d.min_values))} s`
+      : 'Waiting for the trend…';
+    nodes.push(svgEl('text', { x: w / 2, y: h / 2, 'text-anchor': 'middle', class: 'allan-message' },
+      allan.error || waiting));
+    svg.replaceChildren(...nodes);
+    return;
+  }
+  const lg = Math.log10;
+  const values = pts.flatMap((p) => (p.white > 0 ? [p.sigma, p.white] : [p.sigma]));
+  const x0 = Math.floor(lg(pts[0].tau));
+  const x1 = Math.max(x0 + 1, Math.ceil(lg(pts[pts.length - 1].tau)));
+  const y0 = Math.floor(lg(Math.min(...values)));
+  const y1 = Math.max(y0 + 1, Math.ceil(lg(Math.max(...values))));
+  const xOf = (t) => left + ((lg(t) - x0) / (x1 - x0)) * (w - left - right);
+  const yOf = (s) => h - bottom - ((lg(s) - y0) / (y1 - y0)) * (h - top - bottom);
+  for (let e = x0; e <= x1; e++) {
+    const x = xOf(10 ** e);
+    nodes.push(svgEl('line', { x1: x, x2: x, y1: top, y2: h - bottom, class: 'allan-grid' }));
+    nodes.push(svgEl('text', { x, y: h - bottom + 16, 'text-anchor': 'middle', class: 'allan-label' },
+      fmtSig(10 ** e)));
+  }
+  for (let e = y0; e <= y1; e++) {
+    const y = yOf(10 ** e);
+    nodes.push(svgEl('line', { x1: left, x2: w - right, y1: y, y2: y, class: 'allan-grid' }));
+    nodes.push(svgEl('text', { x: left - 6, y: y + 4, 'text-anchor': 'end', class: 'allan-label' },
+      fmtSig(10 ** e)));
+  }
+  nodes.push(svgEl('rect', { x: left, y: top, width: w - left - right, height: h - top - bottom,
+    class: 'allan-axis' }));
+  nodes.push(svgEl('text', { x: w - right, y: h - 4, 'text-anchor': 'end', class: 'allan-label' },
+    'averaging time τ (s)'));
+  nodes.push(svgEl('text', { x: left + 4, y: top + 12, class: 'allan-label' }, `σ (${str(d.unit) || 'ppm'})`));
+  const path = (key) => pts.filter((p) => p[key] > 0)
+    .map((p, i) => `${i ? 'L' : 'M'}${xOf(p.tau).toFixed(1)},${yOf(p[key]).toFixed(1)}`).join('');
+  nodes.push(svgEl('path', { d: path('white'), class: 'allan-white' }));
+  nodes.push(svgEl('path', { d: path('sigma'), class: 'allan-curve', 'data-points': pts.length }));
+  const tOpt = num(d.optimum_tau_s);
+  const sOpt = num(d.sigma_optimum);
+  if (tOpt !== null && sOpt !== null && sOpt > 0) {
+    nodes.push(svgEl('circle', { cx: xOf(tOpt), cy: yOf(sOpt), r: 4.5, class: 'allan-opt' }));
+  }
+  svg.replaceChildren(...nodes);
+}
+
+function renderAllanMeta() {
+  const meta = $('#allan-meta');
+  if (!meta) return;
+  const d = obj(allan.data);
+  if (!d) {
+    setText(meta, allan.error);
+    return;
+  }
+  const unit = str(d.unit) || 'ppm';
+  const parts = [`LOD (3σ) at 1 s: ${fmtSig(num(d.lod_1s))} ${unit}`,
+    `optimum τ ${fmtSig(num(d.optimum_tau_s))} s: LOD ${fmtSig(num(d.lod_optimum))} ${unit}`,
+    `${fmtDuration(num(d.span_s))} of ${str(d.node)}`];
+  if (allan.error) parts.push(`not updating: ${allan.error}`);
+  setText(meta, parts.join(' · '));
+  meta.classList.toggle('stale', !!allan.error);
+}
+
+async function pollAllan() {
+  const r = await api(`${API}/allan?seconds=${allan.span}`);
+  if (r.ok && obj(r.data)) {
+    allan.data = r.data;
+    allan.error = '';
+  } else if (r.status === 503 || r.status === 404) {
+    allan.data = null;
+    allan.error = r.message || 'No concentration trend yet';
+  } else {
+    allan.error = r.message || 'Allan deviation unavailable';
+  }
+  renderAllanMeta();
+  drawAllan();
+  return r.ok || r.status === 503 || r.status === 404;
+}
+
+const allanPoller = new Poller({ name: 'allan', interval: ALLAN_POLL_MS, run: pollAllan });
+
+function setAllanSpan(span) {
+  if (!Number.isFinite(span) || span <= 0) return;
+  allan.span = span;
+  for (const b of document.querySelectorAll('[data-allan-span]')) {
+    b.setAttribute('aria-pressed', String(Number(b.dataset.allanSpan) === span));
+  }
+  allanPoller.kick(0);
+}
+
+function initAllan() {
+  if (!$('#allan-svg')) return;
+  for (const b of document.querySelectorAll('[data-allan-span]')) {
+    b.addEventListener('click', safe(() => setAllanSpan(Number(b.dataset.allanSpan))));
+  }
+  document.addEventListener('visibilitychange', safe(() => {
+    if (isVisible()) allanPoller.kick(0);
+    else allanPoller.stop();
+  }));
+  drawAllan();
+  allanPoller.kick(0);
+}
+
+if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', safe(initAllan));
+else safe(initAllan)();
