@@ -136,6 +136,9 @@ class Appliance:
         self.cycle: CycleRunner | None = None
         if cfg.cycle.enabled:
             self._build_cycle()
+        #: the microphones' self-test: at start (selftest.at_start) and on demand (web API)
+        self.selftest = SelfTest(cfg, self.analyzer)
+        self.selftest.on_report(self._selftest_done)
 
     def cycle_nodes(self) -> dict[str, str]:
         """The nodes the cycle averages, with their result kinds: ``cycle.nodes``, else every
@@ -176,9 +179,6 @@ class Appliance:
                    "results": {r.source_node_id or r.node_id: r.to_dict() for r in averages}}
         self.mqtt.publish(cycle_average_topic(self.mqtt.root, inlet),
                           encode_json(stamped(payload)))
-        #: the microphones' self-test: at start (selftest.at_start) and on demand (web API)
-        self.selftest = SelfTest(cfg, self.analyzer)
-        self.selftest.on_report(self._selftest_done)
 
     def _restore_histories(self) -> None:
         """Put the events of earlier runs back in their actions' history (oldest first,

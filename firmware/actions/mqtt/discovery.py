@@ -52,6 +52,8 @@ class DiscoveryEntities:
     calibration_node: str | None = None
     #: (averaged node, its result kind, inlet or None) of the measurement cycle's averages
     cycle_averages: list[tuple[str, str, str | None]] = field(default_factory=list)
+    #: the self-test's result (``state/selftest``) as a diagnostic problem sensor
+    selftest: bool = False
 
 
 def cycle_average_topic(root: str, inlet: str | None) -> str:
@@ -61,8 +63,6 @@ def cycle_average_topic(root: str, inlet: str | None) -> str:
     ('pafw/lab1/cycle_average', 'pafw/lab1/cycle_average/room')
     """
     return f"{root}/cycle_average" if inlet is None else f"{root}/cycle_average/{inlet}"
-    #: the self-test's result (``state/selftest``) as a diagnostic problem sensor
-    selftest: bool = False
 
 
 def object_name(*parts: str) -> str:
@@ -202,6 +202,7 @@ def discovery_messages(
                 f"{{% if '{n}' in value_json.results %}}{{% set f = value_json.results['{n}']"
                 ".flags %}{{ 'overdue' if 'calibration_overdue' in f else 'due' if "
                 "'calibration_due' in f else 'ok' }}{% else %}{{ None }}{% endif %}"),
+        })
     if entities.selftest:
         add("binary_sensor", "selftest", {
             "name": "Self-test",
