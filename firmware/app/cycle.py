@@ -247,11 +247,12 @@ class CycleRunner:
         self._safe_outputs()
         self._phase_ends = None
         stopped_by_request = self._stop.is_set() and not faulted
-        self._set(state="stopped" if stopped_by_request else "faulted", reason=reason,
-                  phase=None, measure=False, phase_index=None, phase_ends=None)
         level = logging.INFO if stopped_by_request else logging.ERROR
         log.log(level, "measurement cycle stopped, outputs safe: %s", reason)
         self._record("cycle_stopped", {"reason": reason, "faulted": not stopped_by_request})
+        # the state last: whoever sees it sees the event and the safe outputs too
+        self._set(state="stopped" if stopped_by_request else "faulted", reason=reason,
+                  phase=None, measure=False, phase_index=None, phase_ends=None)
 
     def _safe_outputs(self) -> None:
         if self._hal is None:
@@ -282,9 +283,9 @@ class CycleRunner:
             self._end_safely(str(exc), faulted=True)
             return
         self._phase_ends = None
+        self._record("cycle_finished", {"cycles": self._status["cycles_completed"]})
         self._set(state="finished", phase=None, measure=False, phase_index=None,
                   phase_ends=None)
-        self._record("cycle_finished", {"cycles": self._status["cycles_completed"]})
 
     # -- status --------------------------------------------------------------------------
 
