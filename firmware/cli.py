@@ -215,6 +215,9 @@ def _add_calibrate_parser(sub: Any) -> None:
                          help="store the record without making it active")
         run.add_argument("--set-simulator-gas", action="store_true",
                          help="fill the simulator with each point's gas (a rehearsal)")
+        run.add_argument("--before-point", metavar="CMD",
+                         help="run CMD before each point ({ppm} replaced), e.g. a script "
+                         "that switches the gas valves; a failure stops the calibration")
     cal_sub.add_parser("status", help="the calibration in use and its due date",
                        parents=[common])
     cal_sub.add_parser("list", help="every record; * marks the active one", parents=[common])
@@ -254,7 +257,7 @@ def _cmd_calibrate(args: argparse.Namespace, out: TextIO) -> int:
             points=args.point, cylinders=args.cylinder, operator=args.operator, note=args.note,
             degree=args.degree, through_zero=args.through_zero, activate=not args.no_activate,
             set_simulator_gas=args.set_simulator_gas, zero_check=command == "zero-check",
-            gas=args.gas)
+            gas=args.gas, before_point=args.before_point)
         ask = input if sys.stdin.isatty() and not args.point else None
         return EXIT_OK if cal.run_calibration(client, options, out=out, ask=ask) \
             else EXIT_FAILURE

@@ -158,12 +158,13 @@ class Session:
 
     def _keep(self, progress: PointProgress, stats: WindowStats) -> None:
         with self._lock:
-            self.points.append(CalibrationPoint(
+            point = CalibrationPoint(
                 concentration_ppm=progress.concentration_ppm, gas=progress.gas,
                 cylinder=progress.cylinder, measured_at=time.time(),
                 duration_s=time.monotonic() - progress.started_monotonic,
-                readings=stats.to_dict()))
-            self.points.sort(key=lambda p: p.concentration_ppm)
+                readings=stats.to_dict())
+            # a new list, replaced whole: status readers iterate the old one unlocked
+            self.points = sorted([*self.points, point], key=lambda p: p.concentration_ppm)
             progress.state, progress.verdict = "stable", None
 
     def _fail(self, progress: PointProgress, message: str) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import shlex
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -145,6 +147,8 @@ class RunOptions:
     set_simulator_gas: bool
     zero_check: bool
     gas: str | None = None
+    #: a command run before each point (``{ppm}`` replaced): switches the gas valves
+    before_point: str | None = None
 
 
 def run_calibration(client: ApplianceClient, options: RunOptions, *, out: TextIO,
@@ -185,9 +189,11 @@ def run_calibration(client: ApplianceClient, options: RunOptions, *, out: TextIO
             else:
                 break
             index += 1
+            if options.before_point:
+                run_hook(options.before_point, ppm, out=out)
             if options.set_simulator_gas:
                 client.post("/api/v1/simulator/gas", {"ppm": ppm})
-            elif ask is not None:
+            elif ask is not None and not options.before_point:
                 ask(f"Connect the {ppm:g} ppm gas, let it flow, then press Enter: ")
             try:
                 measure_point(client, ppm, cylinder=cylinder, gas=options.gas, out=out,
@@ -204,6 +210,23 @@ def run_calibration(client: ApplianceClient, options: RunOptions, *, out: TextIO
         except PafwError:
             pass
         raise
+
+
+def run_hook(command: str, ppm: float, *, out: TextIO, timeout_s: float = 600.0) -> None:
+    """Run ``command`` (``{ppm}`` replaced by the point's concentration) before a point;
+    PafwError when it fails, so no point is measured on a gas that was not switched."""
+    argv = [word.replace("{ppm}", f"{ppm:g}") for word in shlex.split(command)]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise PafwError(f"--before-point {shlex.join(argv)}: {exc}") from None
+    if done.returncode != 0:
+        detail = (done.stderr or done.stdout).strip().splitlines()
+        raise PafwError(f"--before-point {shlex.join(argv)} failed (exit {done.returncode})"
+                        f"{': ' + detail[-1] if detail else ''}; the {ppm:g} ppm point was "
+                        "not measured")
+    out.write(f"  ran {shlex.join(argv)}\n")
 
 
 def _finish(client: ApplianceClient, options: RunOptions, *, out: TextIO,

@@ -145,3 +145,17 @@ def test_kill_9_at_any_moment_of_repeated_activations_leaves_a_valid_pointer(
         proc.wait(10)
         assert store.active_id() in (a.id, b.id)
         assert store.load(str(store.active_id())).id in (a.id, b.id)
+
+
+def test_a_failed_write_is_a_refusal_and_keeps_the_old_pointer(tmp_path: Path) -> None:
+    store = RecordStore(tmp_path / "cal")
+    a, b = make_record("20260101T000000Z-aa"), make_record("20260102T000000Z-bb")
+    store.save(a)
+    store.save(b)
+    store.set_active(a.id, action="calibration")
+    # a directory where the temporary file goes: opening it for writing fails, even as root
+    (store.root / f".active.json.tmp-{os.getpid()}").mkdir()
+    with pytest.raises(CalibrationError, match=r"cannot write .*active\.json.*Is a directory; "
+                                               r"nothing was changed"):
+        store.set_active(b.id, action="activate")
+    assert store.active_id() == a.id

@@ -92,3 +92,20 @@ def test_refusals_are_one_line_without_traceback(rig: WebRig) -> None:
     done = subprocess.run([*base, "list", "--url", "http://127.0.0.1:9", "--token", "x"],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 1 and "cannot reach the appliance" in done.stderr
+
+
+def test_a_hook_switches_the_gas_before_each_point_and_a_failing_hook_stops(
+        rig: WebRig) -> None:
+    switch = (f"{sys.executable} -m firmware.cli calibrate gas {{ppm}} --url "
+              f"http://127.0.0.1:{rig.port} --token {TOKEN}")
+    code, text = pafw(rig, "run", "--operator", "Hal", "--point", "0", "--point", "1000",
+                      "--point", "2000", "--before-point", switch)
+    assert code == 0, text
+    assert text.count("ran ") == 3 and "calibrate gas 2000 --url" in text
+    assert "stored and active" in text
+    assert getattr(rig.appliance.analyzer.source, "gas_ppm", None) == 2000.0
+    records = rig.get("/api/v1/calibration/records").body["records"]
+    code, text = pafw(rig, "run", "--operator", "Hal", "--point", "0",
+                      "--before-point", "false {ppm}")
+    assert code == 1 and "session aborted: nothing was stored" in text
+    assert rig.get("/api/v1/calibration/records").body["records"] == records
