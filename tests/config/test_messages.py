@@ -83,7 +83,7 @@ def test_keys_at_is_none_where_no_model_applies(path: tuple[str | int, ...]) -> 
 def test_unknown_key_with_hint_and_the_allowed_keys() -> None:
     assert problems({"devce": {}}) == [(("devce",), (
         "unknown key 'devce'; did you mean 'device'? (expected one of: device, acquisition, "
-        "processing, paths, logging, hal, mqtt, scripts, web, modbus, values)"))]
+        "processing, paths, logging, hal, mqtt, scripts, web, modbus, selftest, values)"))]
     assert problems({"device": {"zzz": 1}}) == [(("device", "zzz"), (
         "unknown key 'zzz' (expected one of: id, name, gas)"))]
 
