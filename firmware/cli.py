@@ -1,5 +1,5 @@
 """The `pafw` command line: run | status | export | config check/default | script | analyze |
-simulate | modbus map | bench.
+simulate | allan | selftest | modbus map | bench.
 
 Expected failures (bad config, missing file, unusable device) print one clear message and
 exit non-zero without a traceback: 2 for configuration errors, 1 for the rest.

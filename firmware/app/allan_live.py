@@ -27,10 +27,10 @@ def _finite(value: float) -> float | None:
     return round(value, 9) if math.isfinite(value) else None
 
 
-def allan_payload(trend: NodeTrend, *, since: float) -> dict[str, Any]:
-    """The curve and figures of ``trend``'s closed buckets newer than ``since`` (epoch s);
-    with fewer than ``MIN_POINTS`` values the curve is empty and the figures null."""
-    rows = trend.closed_rows()
+def allan_payload(trend: NodeTrend, rows: np.ndarray, *, since: float) -> dict[str, Any]:
+    """The curve and figures of ``rows`` (``trend.closed_rows()``, copied by the caller on
+    the thread that feeds the trend) newer than ``since`` (epoch s); with fewer than
+    ``MIN_POINTS`` values the curve is empty and the figures null."""
     rows = rows[rows[:, 0] >= since]
     series = regular_series(rows[:, 0], rows[:, 1], BUCKET_S)
     adev = allan_deviation(series if rows.shape[0] >= MIN_POINTS else series[:0], BUCKET_S)

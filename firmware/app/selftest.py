@@ -1,8 +1,9 @@
 """The self-test of a running appliance: a few seconds of both microphones, checked.
 
 ``SelfTest.run`` arms a ``FrameCollector`` on the analyzer's frame taps: the DSP thread
-copies each frame into a buffer allocated beforehand (no allocation, no wait, nothing else
-while no test runs), and the caller's thread waits for it to fill, then runs the checks of
+copies each frame into a buffer the test allocated on its own thread when it started (no
+allocation, no wait on the DSP thread, nothing at all while no test runs; the buffer is
+dropped after the test), and the caller's thread waits for it to fill, then runs the checks of
 ``firmware.dsp.selftest_checks``. Its failed checks become the ``selftest`` quality flags
 that every node stamps on its results from then on (``ComputingState.marks``), until a test
 passes them again. The test at start runs on a thread of its own after the DSP thread
@@ -114,50 +115,65 @@ def no_frames_report(trigger: str, started: float, source: str, reason: str) -> 
 
 
 class FrameCollector:
-    """Copies ``frames`` frames into a buffer allocated once; armed per test.
+    """Copies ``frames`` frames into buffers allocated when armed (on the test's thread), and
+    dropped after the test: an appliance keeps no megabytes for a test that runs once.
 
     ``tap`` runs on the DSP thread: while not armed it returns at once; armed, it copies the
-    frame into a preallocated slot and notes its time and sequence.
+    frame into a slot allocated beforehand and notes its time and sequence (no allocation).
     """
 
     def __init__(self, frames: int, frame_size: int) -> None:
         self.frames, self.frame_size = frames, frame_size
-        self.samples = np.zeros((2, frames * frame_size))
-        self._slots = [self.samples[:, i * frame_size:(i + 1) * frame_size]
-                       for i in range(frames)]
-        self.times = np.zeros(frames)
-        self.sequences = np.zeros(frames, dtype=np.int64)
         self.done = threading.Event()
+        self._buffers: tuple[np.ndarray, list[np.ndarray], np.ndarray, np.ndarray] = (
+            np.zeros((2, 0)), [], np.zeros(0), np.zeros(0, dtype=np.int64))
         self._count = 0
         self._armed = False
 
     def arm(self) -> None:
-        """Start filling from the next frame."""
+        """Allocate the buffers and start filling from the next frame."""
+        samples = np.zeros((2, self.frames * self.frame_size))
+        slots = [samples[:, i * self.frame_size:(i + 1) * self.frame_size]
+                 for i in range(self.frames)]
+        self._buffers = (samples, slots, np.zeros(self.frames),
+                         np.zeros(self.frames, dtype=np.int64))
         self._count = 0
         self.done.clear()
         self._armed = True
 
-    def disarm(self) -> None:
-        """Stop filling (a test given up)."""
+    def release(self) -> None:
+        """Stop filling and drop the buffers (a tap still running keeps its own references)."""
         self._armed = False
+        self._buffers = (np.zeros((2, 0)), [], np.zeros(0), np.zeros(0, dtype=np.int64))
 
     def tap(self, frame: Frame) -> None:
         """DSP thread: keep ``frame`` while armed."""
         if not self._armed:
             return
+        _samples, slots, times, sequences = self._buffers
         i = self._count
-        np.copyto(self._slots[i], frame.samples)
-        self.times[i] = frame.timestamp
-        self.sequences[i] = frame.sequence
+        if i >= len(slots):
+            return
+        np.copyto(slots[i], frame.samples)
+        times[i] = frame.timestamp
+        sequences[i] = frame.sequence
         self._count = i + 1
         if self._count == self.frames:
             self._armed = False
             self.done.set()
 
+    @property
+    def samples(self) -> np.ndarray:
+        """The collected samples (2 x frames * frame_size; empty once released)."""
+        return self._buffers[0]
+
     def measured_rate(self) -> float:
         """Samples per second from the first to the last frame's arrival."""
-        span = self.times[-1] - self.times[0]
-        frames = int(self.sequences[-1] - self.sequences[0])
+        _samples, _slots, times, sequences = self._buffers
+        if times.shape[0] < 2:
+            return math.nan
+        span = times[-1] - times[0]
+        frames = int(sequences[-1] - sequences[0])
         return frames * self.frame_size / span if span > 0 and frames > 0 else math.nan
 
 
@@ -205,7 +221,7 @@ class SelfTest:
     def stop(self) -> None:
         """Give up a running test and wait for its thread; idempotent."""
         self._stop.set()
-        self.collector.disarm()
+        self.collector.release()
         self.collector.done.set()
         if self._thread is not None:
             self._thread.join(5.0)
@@ -252,7 +268,7 @@ class SelfTest:
                     or time.monotonic() > deadline):
                 break
         if not collector.done.is_set() or self._stop.is_set():
-            collector.disarm()
+            collector.release()
             if self._stop.is_set():
                 why = "the appliance is stopping"
             elif self.analyzer.finished.is_set():
@@ -265,8 +281,12 @@ class SelfTest:
         measured = collector.measured_rate() if paced else None
         basis = ("from the frames' arrival times" if paced else
                  "the source runs as fast as it can, not in real time")
-        checks = run_checks(collector.samples, self.limits, sample_rate=source.sample_rate,
-                            measured_rate=measured, rate_basis=basis)
+        try:
+            checks = run_checks(collector.samples, self.limits,
+                                sample_rate=source.sample_rate, measured_rate=measured,
+                                rate_basis=basis)
+        finally:
+            collector.release()
         return SelftestReport(trigger=trigger, timestamp=started,
                               duration_s=time.time() - started, source=name,
                               checks=tuple(checks))

@@ -37,8 +37,9 @@ API_MARGIN_S = 15.0
 
 def offline_selftest(doc: ConfigDocument, *, wav_path: Path | None = None) -> SelftestReport:
     """Read ``selftest.duration_s`` of the configured source (or of ``wav_path``) and check
-    it; the sample rate checked is the file's against the configured one (a WAV file) or not
-    at all (the simulator produces the configured rate by construction)."""
+    it; the sample rate checked is the file's against the configured one (a WAV file), the
+    one measured from the frames' arrival (a sound card), or none (the simulator produces
+    the configured rate by construction)."""
     configured = doc.config
     if wav_path is not None:
         if not wav_path.is_file():
@@ -51,12 +52,14 @@ def offline_selftest(doc: ConfigDocument, *, wav_path: Path | None = None) -> Se
                               / acquisition.frame_size))
     started = time.time()
     chunks: list[np.ndarray] = []
+    arrivals: list[tuple[int, float]] = []
     with source:
         while len(chunks) < frames:
             frame = source.read()
             if frame is None:
                 break
             chunks.append(frame.samples.copy())
+            arrivals.append((frame.sequence, frame.timestamp))
     name = str(wav_path) if wav_path is not None else source.kind
     if not chunks:
         return no_frames_report("offline", started, name, "the source gave no frame")
@@ -64,8 +67,13 @@ def offline_selftest(doc: ConfigDocument, *, wav_path: Path | None = None) -> Se
         measured, basis = None, "the simulator makes the configured rate by construction"
     elif acquisition.source == "wav":
         measured, basis = float(source.sample_rate), "declared by the file"
-    else:
-        measured, basis = float(source.sample_rate), "the rate the sound card accepted"
+    else:  # a sound card: real time, measured as the running appliance measures it
+        (first_seq, first_t), (last_seq, last_t) = arrivals[0], arrivals[-1]
+        span = last_t - first_t
+        measured = ((last_seq - first_seq) * acquisition.frame_size / span if span > 0
+                    else None)
+        basis = ("from the frames' arrival times" if measured is not None
+                 else "a single frame: no time span to measure")
     checks = run_checks(np.concatenate(chunks, axis=1), selftest_limits(configured),
                         sample_rate=source.sample_rate, measured_rate=measured,
                         rate_basis=basis)

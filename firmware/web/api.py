@@ -297,7 +297,9 @@ async def get_allan(server: ApiContext, request: Request) -> Response:
             raise HttpError(404, "not_found", f"node {wanted!r} has no trend (computing "
                             f"nodes: {', '.join(computing) or 'none'})")
         raise HttpError(503, "no_data", "no result recorded yet", {"Retry-After": "1"})
-    payload = await asyncio.to_thread(allan_payload, trends[wanted],
+    trend = trends[wanted]
+    # copied here, on the loop that updates the trend; computed on a worker thread
+    payload = await asyncio.to_thread(allan_payload, trend, trend.closed_rows(),
                                       since=time.time() - seconds)
     return json_response(200, payload)
 

@@ -24,9 +24,13 @@ def trend_of(values: np.ndarray, *, skip: slice | None = None) -> NodeTrend:
     return trend
 
 
+def live(trend: NodeTrend) -> tuple[NodeTrend, np.ndarray]:
+    return trend, trend.closed_rows()
+
+
 def test_white_noise_gives_the_inverse_square_root_curve() -> None:
     values = np.random.default_rng(3).normal(800.0, 1.5, 3600)
-    payload = allan_payload(trend_of(values), since=T0)
+    payload = allan_payload(*live(trend_of(values)), since=T0)
     assert payload["values"] == 3600 and payload["span_s"] == 3600.0
     assert payload["tau_s"][0] == 1.0 and payload["tau_s"][-1] == 1200.0
     sigma, white = np.array(payload["sigma"]), np.array(payload["white_sigma"])
@@ -40,8 +44,8 @@ def test_white_noise_gives_the_inverse_square_root_curve() -> None:
 
 def test_the_window_and_too_few_seconds() -> None:
     trend = trend_of(np.arange(20.0))
-    assert allan_payload(trend, since=T0)["values"] == 20
-    recent = allan_payload(trend, since=T0 + 20 - MIN_POINTS + 1)
+    assert allan_payload(*live(trend), since=T0)["values"] == 20
+    recent = allan_payload(*live(trend), since=T0 + 20 - MIN_POINTS + 1)
     assert recent["values"] == MIN_POINTS - 1
     assert recent["tau_s"] == [] and recent["sigma"] == []
     assert recent["lod_1s"] is None and recent["optimum_tau_s"] is None
@@ -50,6 +54,6 @@ def test_the_window_and_too_few_seconds() -> None:
 
 def test_a_gap_is_left_out() -> None:
     values = np.random.default_rng(4).normal(800.0, 1.5, 2000)
-    payload = allan_payload(trend_of(values, skip=slice(900, 1000)), since=T0)
+    payload = allan_payload(*live(trend_of(values, skip=slice(900, 1000))), since=T0)
     assert payload["values"] == 1900 and payload["span_s"] == 2000.0
     assert payload["sigma_1s"] == pytest.approx(1.5, rel=0.08)

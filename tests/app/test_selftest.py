@@ -128,6 +128,10 @@ def test_the_collector_keeps_frames_and_measures_their_rate(
     assert collector.done.is_set()
     np.testing.assert_array_equal(collector.samples[0], [0] * 4 + [1] * 4 + [2] * 4)
     assert collector.measured_rate() == pytest.approx(100.0)
+    collector.release()  # the buffers go with the test
+    assert collector.samples.size == 0
+    collector.tap(frame)  # released: ignored
+    assert collector.samples.size == 0
     limits = selftest_limits(make_doc().config)
     assert (limits.resonance_hz, limits.band_hz) == (2000.0, 600.0)  # the peak finder's
 

@@ -6,6 +6,7 @@ which tests its live source. Exit 0 when every check passed, 1 otherwise."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
@@ -138,3 +140,37 @@ def test_an_appliance_running_without_its_api_is_named(config_file: Path) -> Non
     path.write_text(json.dumps({"state": "running", "pid": os.getpid(), "web": None}))
     with pytest.raises(PafwError, match="runs without its web API"):
         selftest_command(doc)
+
+
+@pytest.mark.alsa
+def test_offline_on_a_sound_card_the_rate_is_measured(tmp_path: Path,
+                                                      state_env: dict[str, str]) -> None:
+    """Real ALSA through libasound's file plugin (in a subprocess: libasound reads its
+    configuration once per process): the pair passes every check but the sample rate, which
+    is measured from the frames' arrival, and the plugin delivers far faster than 48 kHz."""
+    if importlib.util.find_spec("alsaaudio") is None:
+        pytest.skip("pyalsaaudio is not importable (the 'alsa' extra)")
+    rate = 48000
+    t = np.arange(3 * rate) / rate
+    rng = np.random.default_rng(0)
+    tone, common = 0.05 * np.sin(2 * np.pi * 2000.0 * t), rng.normal(0.0, 0.02, t.shape[0])
+    pair = np.column_stack([tone + common, -tone + common])
+    raw = tmp_path / "in.raw"
+    raw.write_bytes((pair * 2**15).astype("<i2").tobytes())
+    conf = tmp_path / "asound.conf"
+    conf.write_text(f'pcm.pafw_file {{\n type file\n slave.pcm {{ type null }}\n'
+                    f' file "/dev/null"\n infile "{raw}"\n format "raw"\n}}\n')
+    config = tmp_path / "alsa.yaml"
+    config.write_text(yaml.safe_dump({
+        "acquisition": {"source": "alsa", "alsa": {"device": "pafw_file",
+                                                   "format": "S16_LE", "channels": 2}},
+        "selftest": {"duration_s": 1.0}, "paths": {"state_dir": str(tmp_path / "state")}}))
+    env = {**os.environ, **state_env, "ALSA_CONFIG_PATH": str(conf)}
+    proc = subprocess.run([sys.executable, "-m", "firmware.cli", "selftest", "--config",
+                           str(config), "--json"], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["source"] == "alsa" and report["failed"] == ["sample_rate"]
+    check = next(c for c in report["checks"] if c["name"] == "sample_rate")
+    assert "arrival times" in check["message"] and check["value"] > 2 * rate
