@@ -87,21 +87,23 @@ def goertzel_bins(
         for j in range(bins):
             c = coef[j]
             uu = u[j]
-            vv = c * uu - v[j] + x0
-            uu = c * vv - uu + x1
-            vv = c * uu - vv + x2
-            uu = c * vv - uu + x3
-            vv = c * uu - vv + x4
-            uu = c * vv - uu + x5
-            vv = c * uu - vv + x6
-            uu = c * vv - uu + x7
+            # c * s1 + (x - s2): the subtraction waits on the older state only, so one FMA
+            # per step sits on the recursion's critical path
+            vv = c * uu + (x0 - v[j])
+            uu = c * vv + (x1 - uu)
+            vv = c * uu + (x2 - vv)
+            uu = c * vv + (x3 - uu)
+            vv = c * uu + (x4 - vv)
+            uu = c * vv + (x5 - uu)
+            vv = c * uu + (x6 - vv)
+            uu = c * vv + (x7 - uu)
             v[j] = vv
             u[j] = uu
     for i in range(head, n):
         xi = x[i]
         keep[i] = xi
         for j in range(bins):
-            s = coef[j] * u[j] - v[j] + xi
+            s = coef[j] * u[j] + (xi - v[j])
             v[j] = u[j]
             u[j] = s
     # X = exp(1j w) s[N-1] - s[N-2]  (one more step with x[N] = 0, then the first-order part)
