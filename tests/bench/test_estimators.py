@@ -3,6 +3,7 @@ figures are consistent, and the matched amplitude beats the Hann-windowed one.""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -44,3 +45,11 @@ def test_estimator_bench_reports_every_estimator_at_every_snr() -> None:
     assert 5 < lod < 20
     report = format_estimator_report(figures)
     assert "var/CRB" in report and "peak_finder (matched)" in report
+
+
+def test_pafw_bench_estimators_prints_one_json_object(capsys: pytest.CaptureFixture[str]) -> None:
+    from firmware.cli import main
+
+    assert main(["bench", "estimators", "--trials", "4", "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["trials"] == 4 and len(figures["rows"]) == 3 * 5  # 3 estimators, 5 SNRs
