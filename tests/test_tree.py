@@ -51,7 +51,6 @@ COVERED_BY = {
     "app/appliance.py": ["actions/test_builtin_actions.py", "actions/python/test_action_node.py",
                          "actions/mqtt/test_appliance_mqtt.py"],
     "app/operations.py": ["web/test_web_operations.py"],
-    "bench/graph.py": ["test_cli.py"],
     "bench/web_load.py": ["bench/test_web.py"],
     "config/models.py": ["config/test_loader.py", "config/test_values.py"],
     "modbus/image.py": ["modbus/test_server.py"],

@@ -104,20 +104,31 @@ def simulated_frames(doc: ConfigDocument, count: int) -> list[Frame]:
     return frames
 
 
-def _time_ours(analyzer: Analyzer, frames: list[Frame]) -> float:
+def _time_ours(analyzer: Analyzer, frames: list[Frame], per_frame: list[int]) -> float:
+    """Mean seconds per frame; each frame's nanoseconds are appended to ``per_frame``."""
     now = time.monotonic()
-    start = time.perf_counter()
+    clock = time.perf_counter_ns
+    start = t0 = clock()
     for frame in frames:
         frame.timestamp = now  # keep results fresh for the concentration node
         analyzer.graph.process(frame)
-    return (time.perf_counter() - start) / len(frames)
+        t1 = clock()
+        per_frame.append(t1 - t0)
+        t0 = t1
+    return (t0 - start) / 1e9 / len(frames)
 
 
-def _time_reference(reference: ReferencePipeline, frames: list[Frame]) -> float:
-    start = time.perf_counter()
+def _time_reference(reference: ReferencePipeline, frames: list[Frame],
+                    per_frame: list[int]) -> float:
+    """Mean seconds per frame; each frame's nanoseconds are appended to ``per_frame``."""
+    clock = time.perf_counter_ns
+    start = t0 = clock()
     for frame in frames:
         reference.process(frame.samples)
-    return (time.perf_counter() - start) / len(frames)
+        t1 = clock()
+        per_frame.append(t1 - t0)
+        t0 = t1
+    return (t0 - start) / 1e9 / len(frames)
 
 
 class FloorPipeline:
@@ -130,13 +141,19 @@ class FloorPipeline:
         self.inputs = [np.ascontiguousarray(f.samples[0:1] - f.samples[1:2]) for f in frames]
         self.out = np.zeros_like(self.inputs[0])
 
-    def run(self) -> float:
-        """Seconds per frame over the frames."""
+    def run(self, per_frame: list[int] | None = None) -> float:
+        """Mean seconds per frame over the frames; each frame's nanoseconds are appended to
+        ``per_frame`` when given."""
         out, sos, zi = self.out, self.sos, self.zi
-        start = time.perf_counter()
+        clock = time.perf_counter_ns
+        kept = [] if per_frame is None else per_frame
+        start = t0 = clock()
         for x in self.inputs:
             kernels.sos_filter(sos, zi, x, out)
-        return (time.perf_counter() - start) / len(self.inputs)
+            t1 = clock()
+            kept.append(t1 - t0)
+            t0 = t1
+        return (t0 - start) / 1e9 / len(self.inputs)
 
 
 def _peak_finders(doc: ConfigDocument) -> dict[str, PeakFinder]:
@@ -208,17 +225,24 @@ def run_bench(doc: ConfigDocument, *, config_path: Path | None, frames: int = 20
     ref_s: list[float] = []
     floor_s: list[float] = []
     peak_s: dict[str, list[float]] = {name: [] for name in finders}
+    # per-frame times: their medians shrug off the preemptions that a shared machine adds
+    # to whole rounds
+    ours_ns: list[int] = []
+    ref_ns: list[int] = []
+    floor_ns: list[int] = []
     floor_pipeline.run()  # compiled already by the warm-up; this warms the caches
     for _ in range(rounds):
-        ours_s.append(_time_ours(analyzer, data))
-        ref_s.append(_time_reference(reference, data))
-        floor_s.append(floor_pipeline.run())
+        ours_s.append(_time_ours(analyzer, data, ours_ns))
+        ref_s.append(_time_reference(reference, data, ref_ns))
+        floor_s.append(floor_pipeline.run(floor_ns))
         for name, finder in finders.items():
             peak_s[name].append(_time_peak_finder(finder, data))
     frame_s = data[0].frame_size / data[0].sample_rate
     ours, ref = statistics.median(ours_s), statistics.median(ref_s)
     floor = statistics.median(floor_s)
     peak = {name: statistics.median(times) for name, times in peak_s.items()}
+    ours_p50, ref_p50 = statistics.median(ours_ns) / 1e3, statistics.median(ref_ns) / 1e3
+    floor_p50 = statistics.median(floor_ns) / 1e3
     graph_status = analyzer.graph.get_status()["nodes"]
     analyzer.stop()
     return {
@@ -235,6 +259,10 @@ def run_bench(doc: ConfigDocument, *, config_path: Path | None, frames: int = 20
         "floor_realtime_factor": round(frame_s / floor, 1),
         "peak_finder_us": {name: round(t * 1e6, 2) for name, t in peak.items()},
         "peak_finder_fft_over_band": round(peak["fft"] / peak["band"], 3),
+        "p50_us_per_frame": {"graph": round(ours_p50, 2), "reference": round(ref_p50, 2),
+                             "floor": round(floor_p50, 2)},
+        "p50_speedup_vs_reference": round(ref_p50 / ours_p50, 3),
+        "p50_graph_over_floor": round(ours_p50 / floor_p50, 3),
         "realtime_factor": round(frame_s / ours, 1),
         "reference_realtime_factor": round(frame_s / ref, 1),
         "per_node_us": {k: v["timing"]["p50_us"] for k, v in graph_status.items()
@@ -252,10 +280,16 @@ def format_report(figures: dict[str, Any]) -> str:
         f"{figures['realtime_factor']:8.0f}x real time",
         f"reference (scipy + numpy):  {figures['reference_us_per_frame']:10.1f} us/frame  "
         f"{figures['reference_realtime_factor']:8.0f}x real time",
-        f"floor ({figures['floor_sections']}-section biquad): {figures['floor_us_per_frame']:8.1f} "
-        f"us/frame  {figures['floor_realtime_factor']:8.0f}x real time",
+        f"{'floor (' + str(figures['floor_sections']) + '-section biquad):':<28}"
+        f"{figures['floor_us_per_frame']:10.1f} us/frame  "
+        f"{figures['floor_realtime_factor']:8.0f}x real time",
         f"speed-up vs reference:      {figures['speedup_vs_reference']:10.2f}x",
         f"graph / floor:              {figures['graph_over_floor']:10.2f}x",
+        f"per-frame medians:          graph {figures['p50_us_per_frame']['graph']:.1f}, "
+        f"reference {figures['p50_us_per_frame']['reference']:.1f}, "
+        f"floor {figures['p50_us_per_frame']['floor']:.1f} us: "
+        f"{figures['p50_speedup_vs_reference']:.2f}x the reference, "
+        f"{figures['p50_graph_over_floor']:.2f}x the floor",
         f"peak finder, band path:     {figures['peak_finder_us']['band']:10.1f} us/frame "
         f"(full FFT path {figures['peak_finder_us']['fft']:.1f}: "
         f"{figures['peak_finder_fft_over_band']:.2f}x)",

@@ -3,8 +3,9 @@
 The peak finder needs about 50 of the 2049 bins of a 4096-point spectrum. ``goertzel_bins``
 computes exactly those DFT bins with a bank of Goertzel recursions: ``N * K`` fused
 multiply-adds that vectorise across the bins (eight per AVX-512 register), no window
-multiply, no FFT call. Measured against the alternatives (``pafw bench estimators`` and
-docs/performance.md): a phasor-rotation DFT needs three times the arithmetic per bin; a zoom
+multiply, no FFT call. Measured against the alternatives (docs/performance.md; ``pafw
+bench`` times the band and FFT paths side by side): a phasor-rotation DFT needs three times
+the arithmetic per bin and does not vectorise in this loop shape (20x slower); a zoom
 FFT (heterodyne, anti-alias filter, decimate, small FFT) is cheaper but only approximates the
 bins — its filter lets out-of-band energy alias in and delays the record, so the band path
 would no longer equal the full FFT for every input; a chirp-z transform costs three FFTs
@@ -31,8 +32,8 @@ from firmware.dsp.kernels import push_history
 _JIT = numba.njit(cache=True, nogil=True, fastmath={"contract"})
 #: block length of ``tone_dft`` (its scratch is ``(4, BLOCK)``)
 BLOCK = 64
-#: measured cost of one Goertzel bin over one sample relative to one FFT butterfly stage per
-#: sample (``N * K`` against ``N * log2(N)``): the band path wins while ``K <= this * log2 N``
+#: bins per FFT stage below which the Goertzel bank is cheaper (``N * K`` against
+#: ``N * log2(N)``; measured, with margin): the band path is taken while ``K <= this * log2 N``
 GOERTZEL_BINS_PER_FFT_STAGE = 6.0
 
 
@@ -40,8 +41,9 @@ def band_dft_cheaper(bins: int, fft_size: int) -> bool:
     """True when a Goertzel bank over ``bins`` bins is cheaper than an ``fft_size`` real FFT.
 
     The cost model is ``bins * N`` against ``GOERTZEL_BINS_PER_FFT_STAGE * N * log2(N)``;
-    the constant comes from measuring both in one run (at N = 4096 the bank of 57 bins took
-    about 0.65 of numpy's ``rfft``, so the crossover is near 85 bins).
+    the constant comes from measuring both in one run (at N = 4096 a bank of 56 bins took
+    about 0.55 of numpy's ``rfft`` and its window multiply, a crossover near 100 bins; the
+    constant stays on the FFT's side of it).
     """
     return bins <= GOERTZEL_BINS_PER_FFT_STAGE * math.log2(fft_size) + 0.5
 
@@ -87,21 +89,23 @@ def goertzel_bins(
         for j in range(bins):
             c = coef[j]
             uu = u[j]
-            vv = c * uu - v[j] + x0
-            uu = c * vv - uu + x1
-            vv = c * uu - vv + x2
-            uu = c * vv - uu + x3
-            vv = c * uu - vv + x4
-            uu = c * vv - uu + x5
-            vv = c * uu - vv + x6
-            uu = c * vv - uu + x7
+            # c * s1 + (x - s2): the subtraction waits on the older state only, so one FMA
+            # per step sits on the recursion's critical path
+            vv = c * uu + (x0 - v[j])
+            uu = c * vv + (x1 - uu)
+            vv = c * uu + (x2 - vv)
+            uu = c * vv + (x3 - uu)
+            vv = c * uu + (x4 - vv)
+            uu = c * vv + (x5 - uu)
+            vv = c * uu + (x6 - vv)
+            uu = c * vv + (x7 - uu)
             v[j] = vv
             u[j] = uu
     for i in range(head, n):
         xi = x[i]
         keep[i] = xi
         for j in range(bins):
-            s = coef[j] * u[j] - v[j] + xi
+            s = coef[j] * u[j] + (xi - v[j])
             v[j] = u[j]
             u[j] = s
     # X = exp(1j w) s[N-1] - s[N-2]  (one more step with x[N] = 0, then the first-order part)

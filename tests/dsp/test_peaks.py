@@ -149,8 +149,9 @@ def test_accepts_a_single_row_and_long_frames():
         finder().process(np.zeros((2, 10)))
 
 
-def test_process_allocates_no_large_arrays():
-    pf = finder()
+@pytest.mark.parametrize("spectrum", ["fft", "band"])
+def test_process_allocates_no_large_arrays(spectrum):
+    pf = finder(spectrum=spectrum)
     frame = tone(2000.0, 0.2, 1024)
     for _ in range(8):
         pf.process(frame)

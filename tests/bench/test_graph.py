@@ -1,0 +1,53 @@
+"""`pafw bench` (dsp) parts: the floor filters what the graph's band-pass filters, and both
+peak-finder spectrum paths are the configured peak finder. (The whole bench runs in
+tests/test_cli.py.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.signal
+
+from firmware.bench.graph import (
+    FloorPipeline,
+    ReferencePipeline,
+    _peak_finders,
+    format_report,
+    simulated_frames,
+)
+from firmware.config.loader import load_config
+
+
+def test_floor_is_the_band_pass_over_the_differential() -> None:
+    doc = load_config(None)
+    frames = simulated_frames(doc, 3)
+    reference = ReferencePipeline(doc)
+    floor = FloorPipeline(reference.sos, frames)
+    assert reference.sos.shape[0] == 4  # the default band-pass: four biquads
+    per_frame: list[int] = []
+    assert floor.run(per_frame) > 0 and len(per_frame) == len(frames)
+    diff = np.concatenate([f.samples[0] - f.samples[1] for f in frames])
+    expected = scipy.signal.sosfilt(reference.sos, diff)[-frames[0].frame_size:]
+    np.testing.assert_allclose(floor.out[0], expected, rtol=0, atol=1e-12)
+
+
+def test_peak_finder_paths_are_the_band_and_the_fft() -> None:
+    finders = _peak_finders(load_config(None))
+    assert {name: f.spectrum_method for name, f in finders.items()} == {
+        "band": "band", "fft": "fft"}
+
+
+def test_report_names_the_floor_and_the_ratios() -> None:
+    figures = {
+        "frames": 10, "frame_size": 4096, "sample_rate": 48000, "rounds": 3,
+        "ours_us_per_frame": 40.0, "realtime_factor": 2133.0,
+        "reference_us_per_frame": 280.0, "reference_realtime_factor": 305.0,
+        "floor_sections": 4, "floor_us_per_frame": 15.0, "floor_realtime_factor": 5689.0,
+        "speedup_vs_reference": 7.0, "graph_over_floor": 2.67,
+        "peak_finder_us": {"band": 18.0, "fft": 29.0}, "peak_finder_fft_over_band": 1.61,
+        "p50_us_per_frame": {"graph": 38.0, "reference": 270.0, "floor": 14.0},
+        "p50_speedup_vs_reference": 7.11, "p50_graph_over_floor": 2.71,
+        "first_result_s": 2.0, "per_node_us": {"bandpass": 15.0},
+    }
+    report = format_report(figures)
+    assert "floor (4-section biquad)" in report and "graph / floor" in report
+    assert "1.61x" in report and "7.11x the reference, 2.71x the floor" in report
