@@ -27,7 +27,6 @@ from firmware.actions.mqtt.link import MqttLink
 from firmware.actions.mqtt.payload import encode_json, stamped
 from firmware.actions.nodes.mqtt_action import MqttActionParams, alarm_state_name
 from firmware.actions.python.action_node import PythonAction, PythonActionNode
-from firmware.actions.python.confinement import Confinement
 from firmware.actions.python.sandbox import can_switch_user
 from firmware.app.analyzer import Analyzer
 from firmware.app.calibration import build_calibration
@@ -75,6 +74,8 @@ class Appliance:
                                      software_version=release_id(), device_name=cfg.device.name,
                                      gas=cfg.device.gas)
             if any(isinstance(node, PythonActionNode) for node in self.action_nodes):
+                from firmware.actions.python.confinement import Confinement
+
                 switching = can_switch_user()
                 Confinement.configure(
                     uid_base=cfg.scripts.worker_uid_base,
@@ -199,6 +200,8 @@ class Appliance:
     def confinement_status(self) -> dict[str, Any]:
         """What confines the Python actions' workers on this machine (computed once)."""
         if self._confinement_status is None:
+            from firmware.actions.python.confinement import Confinement
+
             self._confinement_status = Confinement.shared().get_status()
         return self._confinement_status
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
-from firmware.actions.python.supervisor import ReloadError
+from firmware.actions.python.protocol import ReloadError
 from firmware.app.allan_live import allan_payload
 from firmware.app.export import Series, TimeRangeError, csv_text, parse_time
 from firmware.app.operations import OperationRefusedError

@@ -58,7 +58,8 @@ def test_without_a_directory_designs_stay_in_memory(tmp_path):
 def test_a_warm_start_builds_the_graph_and_runs_a_frame_without_scipy(state_env, tmp_path):
     """The appliance's import and start-up path: with the design cache warm, the filter's
     sections and the window come from disk and scipy is never imported (nor the Modbus
-    server, off by default); the stored designs are scipy's."""
+    server, off by default, nor the Python-action worker machinery without a python_action);
+    the stored designs are scipy's."""
     probe = textwrap.dedent("""
         import os, sys
         from firmware.config.loader import load_config
@@ -68,8 +69,9 @@ def test_a_warm_start_builds_the_graph_and_runs_a_frame_without_scipy(state_env,
         analyzer.warm_up()
         with analyzer.source:
             analyzer.process_frame(analyzer.source.read())
-        print(sorted(m for m in ("scipy", "firmware.web.server", "firmware.modbus.server")
-                     if m in sys.modules))
+        print(sorted(m for m in ("scipy", "firmware.web.server", "firmware.modbus.server",
+                                 "firmware.actions.python.supervisor",
+                                 "firmware.actions.python.confinement") if m in sys.modules))
         service.appliance.stop()
     """)
     env = {**state_env, "PAFW_CACHE_DIR": str(tmp_path / "cache")}

@@ -23,7 +23,7 @@ from typing import Any
 _EXPORTS = {
     "PythonWorker": "host", "WorkerSpec": "spec",
     "WorkerSupervisor": "supervisor", "ActionFailedError": "supervisor",
-    "ReloadError": "supervisor",
+    "ReloadError": "protocol",
     "WorkerError": "protocol", "ScriptLoadError": "protocol", "ScriptCallError": "protocol",
     "WorkerTimeout": "protocol", "WorkerCrashed": "protocol", "ProtocolError": "protocol",
     "FrameTooLargeError": "protocol",

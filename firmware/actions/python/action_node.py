@@ -24,12 +24,9 @@ from firmware.actions.base import (
     ActionNode,
     ActionParams,
 )
-from firmware.actions.python.api_host import ScriptApiHost
 from firmware.actions.python.grants import Capabilities, Grants
 from firmware.actions.python.imports import ImportPolicy
 from firmware.actions.python.spec import WorkerSpec
-from firmware.actions.python.store import ScriptStore
-from firmware.actions.python.supervisor import WorkerSupervisor
 from firmware.actions.triggers import TriggerEvent
 from firmware.dsp.registry import register
 from firmware.errors import ActionError, ScriptError
@@ -38,6 +35,7 @@ from firmware.stats import latency_summary
 
 if TYPE_CHECKING:
     from firmware.actions.config_view import ConfigView
+    from firmware.actions.python.supervisor import WorkerSupervisor
 
 #: the design study writes script paths as /user_scripts/<file>: that prefix means the
 #: configured scripts directory
@@ -157,6 +155,12 @@ class PythonAction(ActionHandler):
     """Runs the script through a WorkerSupervisor (restarts, limits, hot reload)."""
 
     def __init__(self, node: ActionNode, ctx: ActionContext) -> None:
+        # the worker machinery (supervision, sandbox, cgroups) loads with the first python
+        # action: an appliance without one never imports it
+        from firmware.actions.python.api_host import ScriptApiHost
+        from firmware.actions.python.store import ScriptStore
+        from firmware.actions.python.supervisor import WorkerSupervisor
+
         super().__init__(node, ctx)
         params: PythonActionParams = self.params
         if ctx.scripts is None:
@@ -172,8 +176,8 @@ class PythonAction(ActionHandler):
                                  max_bytes=params.store_max_kb * 1024)
         self.api = ScriptApiHost(self.node_id, ctx, grants=self.grants, history=self.history,
                                  store=self.store)
-        self.supervisor = WorkerSupervisor(self.spec(), handle_request=self.api.handle,
-                                           logger=self.api.script_log)
+        self.supervisor: WorkerSupervisor = WorkerSupervisor(
+            self.spec(), handle_request=self.api.handle, logger=self.api.script_log)
         self._update_task: asyncio.Task[None] | None = None
         self._status_task: asyncio.Task[None] | None = None
         self._pending_update: dict[str, Any] | None = None

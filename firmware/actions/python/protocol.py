@@ -130,6 +130,12 @@ class WorkerCrashed(WorkerError):  # noqa: N818
         self.returncode = returncode
 
 
+class ReloadError(WorkerError):
+    """Raised when a hot reload failed; the previous worker keeps running (defined here,
+    beside the other worker errors, so the web API can catch it without loading the worker
+    machinery)."""
+
+
 def describe_error(node_id: str, what: str, info: dict[str, Any]) -> str:
     """One-line text of a wire error: where (file:line) and what."""
     where = f" at {info['file']}:{info['line']}" if info.get("file") else ""

@@ -34,6 +34,7 @@ from typing import Any
 from firmware.actions.python.host import PythonWorker, RequestHandler
 from firmware.actions.python.protocol import (
     ProtocolError,
+    ReloadError,
     ScriptCallError,
     WorkerCrashed,
     WorkerError,
@@ -42,15 +43,13 @@ from firmware.actions.python.protocol import (
 from firmware.actions.python.spec import WorkerSpec
 from firmware.stats import latency_summary
 
+__all__ = ["ActionFailedError", "ReloadError", "WorkerSupervisor"]
+
 MIB = 1 << 20
 
 
 class ActionFailedError(WorkerError):
     """Raised by :meth:`WorkerSupervisor.call` while no worker runs (failed or restarting)."""
-
-
-class ReloadError(WorkerError):
-    """Raised when a hot reload failed; the previous worker keeps running."""
 
 
 class WorkerSupervisor:
