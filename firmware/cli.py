@@ -1,5 +1,5 @@
-"""The `pafw` command line: run | status | export | config check/default | script | analyze |
-simulate | allan | selftest | modbus map | bench.
+"""The `pafw` command line: run | status | health | export | config check/default | script |
+analyze | simulate | allan | selftest | calibrate | modbus map | bench.
 
 Expected failures (bad config, missing file, unusable device) print one clear message and
 exit non-zero without a traceback: 2 for configuration errors, 1 for the rest.
