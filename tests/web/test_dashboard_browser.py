@@ -181,6 +181,8 @@ def test_the_dashboard_loads_with_live_data(browser: Browser, boards: list[Dashb
     board.wait(IS_NUMBER, "a number in #current-value", arg="#current-value")
     assert board.text("#current-unit") == "ppm"
     board.wait(HEALTH_IS, "health 'ok'", arg="ok")
+    release = rig.get("/api/v1/status").body["release"]
+    board.wait(text_has("#health-release", release), f"the release {release!r}")
 
     # the charts: laid out, and drawn with data (the series' own colour on the canvas)
     for canvas in ("#trend-canvas", "#spectrum-canvas"):
