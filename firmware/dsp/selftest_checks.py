@@ -16,7 +16,8 @@ Each check measures one thing and compares it with a range (``low``..``high``, e
   source), or the rate a file declares, against the configured one; skipped when there is
   nothing to measure (a source running as fast as it can).
 
-Pure functions of their input (numpy and scipy.signal): the app runs them off the DSP thread.
+Pure functions of their input, numpy only: the app runs them off the DSP thread at every start,
+and scipy (tens of MB) stays out of a warm appliance (dsp/design_cache.py).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from scipy import signal
 
 Status = Literal["pass", "fail", "skip"]
 #: the smallest level reported, for a channel of zeros (log of 0)
@@ -99,13 +99,48 @@ def level_dbfs(channel: np.ndarray) -> float:
     return 20.0 * math.log10(rms) if rms > 0 else FLOOR_DBFS
 
 
+def welch_spectra(x: np.ndarray, y: np.ndarray | None, sample_rate: float,
+                  nperseg: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Welch averages of ``x`` (and ``y``): frequencies, Pxx, Pyy and the cross spectrum Pxy.
+
+    Periodic Hann segments overlapping by half, each with its mean removed, one-sided, as
+    ``scipy.signal.welch``/``csd`` compute them up to a common scale factor (which cancels in
+    a coherence and does not move a peak). Without ``y``, Pyy and Pxy are empty.
+
+    >>> t = np.arange(48000) / 48000.0
+    >>> f, pxx, _, _ = welch_spectra(np.sin(2 * np.pi * 1000.0 * t), None, 48000.0, 4800)
+    >>> float(f[np.argmax(pxx)])
+    1000.0
+    """
+    nperseg = max(1, min(int(nperseg), x.shape[0]))
+    step = max(1, nperseg // 2)
+    count = (x.shape[0] - nperseg) // step + 1
+    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(nperseg) / nperseg)
+    starts = step * np.arange(count)[:, None] + np.arange(nperseg)[None, :]
+
+    def spectra(z: np.ndarray) -> np.ndarray:
+        segments = z[starts]
+        segments = segments - segments.mean(axis=1, keepdims=True)
+        return np.fft.rfft(segments * window, axis=1)
+
+    freqs = np.fft.rfftfreq(nperseg, 1.0 / sample_rate)
+    fx = spectra(x)
+    pxx = np.mean(np.abs(fx) ** 2, axis=0)
+    if y is None:
+        empty = np.empty(0)
+        return freqs, pxx, empty, empty.astype(complex)
+    fy = spectra(y)
+    return freqs, pxx, np.mean(np.abs(fy) ** 2, axis=0), np.mean(fx * np.conj(fy), axis=0)
+
+
 def band_coherence(a: np.ndarray, b: np.ndarray, sample_rate: float, low_hz: float,
                    high_hz: float) -> float:
     """Mean magnitude-squared coherence of ``a`` and ``b`` between ``low_hz`` and ``high_hz``
     (NaN when no frequency bin lies in the band)."""
     nperseg = int(min(4096, max(256, a.shape[0] // 8)))
     with np.errstate(invalid="ignore", divide="ignore"):  # a silent channel: 0 / 0
-        freqs, coh = signal.coherence(a, b, fs=sample_rate, nperseg=nperseg)
+        freqs, paa, pbb, pab = welch_spectra(a, b, sample_rate, nperseg)
+        coh = np.abs(pab) ** 2 / (paa * pbb)
     coh = np.nan_to_num(coh, nan=0.0)  # nothing in common with silence
     band = (freqs >= low_hz) & (freqs <= high_hz)
     return float(np.mean(coh[band])) if band.any() else math.nan
@@ -115,7 +150,7 @@ def strongest_tone(x: np.ndarray, sample_rate: float, low_hz: float, high_hz: fl
     """Frequency of the largest spectral peak of ``x`` between ``low_hz`` and ``high_hz``,
     interpolated between bins (NaN when the band holds no bin)."""
     nperseg = int(min(16384, max(1024, x.shape[0] // 4)))
-    freqs, psd = signal.welch(x, fs=sample_rate, nperseg=nperseg)
+    freqs, psd, _, _ = welch_spectra(x, None, sample_rate, nperseg)
     band = np.flatnonzero((freqs >= low_hz) & (freqs <= high_hz))
     if band.shape[0] == 0:
         return math.nan

@@ -16,6 +16,7 @@ from firmware.dsp.selftest_checks import (
     level_dbfs,
     run_checks,
     strongest_tone,
+    welch_spectra,
 )
 
 RATE = 48000
@@ -101,3 +102,23 @@ def test_the_measures() -> None:
     assert band_coherence(rng.normal(size=RATE), rng.normal(size=RATE), RATE, 1700,
                           2300) < 0.1
     assert np.isnan(strongest_tone(samples[0], RATE, 30000, 31000))
+
+
+def test_the_welch_spectra_equal_scipys_coherence_and_psd() -> None:
+    """numpy's Welch (no scipy in a running appliance) gives scipy.signal's coherence and the
+    same PSD up to one scale factor, for segments shorter than, and longer than, the record."""
+    import scipy.signal
+
+    rng = np.random.default_rng(1)
+    fs = 48000.0
+    t = np.arange(3 * 48000) / fs
+    a = 0.1 * np.sin(2 * np.pi * 2003.3 * t) + rng.normal(0, 0.05, t.size)
+    b = 0.08 * np.sin(2 * np.pi * 2003.3 * t + 0.3) + rng.normal(0, 0.05, t.size)
+    for nperseg in (256, 1000, 4096, 10 * t.size):
+        freqs, paa, pbb, pab = welch_spectra(a, b, fs, nperseg)
+        ref_f, ref_coh = scipy.signal.coherence(a, b, fs=fs, nperseg=min(nperseg, t.size))
+        assert np.array_equal(freqs, ref_f)
+        np.testing.assert_allclose(np.abs(pab) ** 2 / (paa * pbb), ref_coh, atol=1e-12)
+        _, ref_psd = scipy.signal.welch(a, fs=fs, nperseg=min(nperseg, t.size))
+        ratio = ref_psd[1:-1] / paa[1:-1]
+        np.testing.assert_allclose(ratio, ratio[0], rtol=1e-9)
