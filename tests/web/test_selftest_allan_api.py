@@ -35,6 +35,10 @@ def rig(make_rig: Any, state_env: dict[str, str]) -> WebRig:
 
     def change(data: dict[str, Any]) -> None:
         data["selftest"] = {"duration_s": 1.0, "resonance_hz": 2100.0, "band_hz": 600.0}
+        # the live seconds join the saved trend at its level (the default profile steps
+        # between 400 and 2500 ppm: one such jump would dominate the deviation at 1 s)
+        data["acquisition"]["simulator"]["concentration"] = {"profile": "constant",
+                                                             "value_ppm": 1000.0}
 
     rig = make_rig(change)
     rig.wait_for(lambda: rig.appliance.selftest.last is not None, what="the test at start")
