@@ -103,7 +103,9 @@ class ArmVM:
                 "-append", "root=/dev/vda rw console=ttyAMA0 net.ifnames=0 quiet",
                 "-drive", f"file={self.overlay},if=none,id=disk0,format=qcow2,discard=unmap",
                 "-device", "virtio-blk-pci,drive=disk0",
-                "-netdev", f"user,id=net0,{forwards}", "-device", "virtio-net-pci,netdev=net0",
+                # no option ROM: the kernel is loaded directly, nothing boots from the network
+                "-netdev", f"user,id=net0,{forwards}",
+                "-device", "virtio-net-pci,netdev=net0,romfile=",
                 "-device", "virtio-rng-pci"]
 
     def start(self, timeout: float = 900) -> float:
