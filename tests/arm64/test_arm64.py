@@ -154,6 +154,7 @@ def arm64(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Arm64Run]:
     wheel = build_wheel(work / "dist")
     with Broker(work / "broker") as broker, ArmVM(image, work / "vm") as vm:
         figures["boot_s"] = round(vm.boot_seconds, 1)
+        vm.trust_local_cas()
         subscriber = Subscriber(broker, ["pafw/#"], client_id="pafw-arm64-test")
         inventory = work / "hosts.yml"
         write_inventory(inventory, vm, wheel, broker)

@@ -69,18 +69,30 @@ class ArmVM:
     def login(self) -> str:
         return f"{ADMIN_USER}@127.0.0.1"
 
-    def ssh(self, command: str | list[str], *, timeout: float = 300,
-            check: bool = False) -> subprocess.CompletedProcess[str]:
+    def ssh(self, command: str | list[str], *, timeout: float = 300, check: bool = False,
+            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run a shell command (a string) or an argv (quoted for the guest's shell) as the
         admin on the guest."""
         remote = command if isinstance(command, str) else shlex.join(command)
         done = subprocess.run(
             ["ssh", *self.ssh_options, "-i", str(self.image.key), "-p", str(self.ssh_port),
-             self.login, "--", remote], capture_output=True, text=True, timeout=timeout)
+             self.login, "--", remote], capture_output=True, text=True, timeout=timeout,
+            input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL)
         if check and done.returncode != 0:
             raise AssertionError(f"on the guest: {remote!r} exited {done.returncode}:\n"
                                  f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
         return done
+
+    def trust_local_cas(self) -> None:
+        """Trust this machine's locally added CAs on the guest too (a TLS-intercepting
+        proxy's, which the guest's traffic to PyPI also meets through slirp), as
+        update-ca-certificates would on a Pi behind such a proxy."""
+        local = sorted(Path("/usr/local/share/ca-certificates").glob("*.crt"))
+        for cert in local:
+            self.ssh(["sudo", "tee", f"/usr/local/share/ca-certificates/{cert.name}"],
+                     stdin=cert.read_text(), check=True)
+        if local:
+            self.ssh(["sudo", "update-ca-certificates"], check=True, timeout=600)
 
     def _write_known_hosts(self) -> None:
         """known_hosts for the forward from the host key baked into the image."""
