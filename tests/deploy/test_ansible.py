@@ -127,7 +127,7 @@ def test_unit_verifies_with_a_stub_executable(tmp_path: Path) -> None:
     unit = render_unit(tmp_path, pafw_venv=str(venv), pafw_worker_capabilities=True)
     text = unit.read_text()
     for key in ("Type=notify", "NotifyAccess=main", "WatchdogSec=10", "Restart=on-failure",
-                "RestartSec=2", "TimeoutStartSec=60", "User=pafw", "Group=pafw",
+                "RestartSec=2", "TimeoutStartSec=300", "User=pafw", "Group=pafw",
                 "SupplementaryGroups=gpio audio", "EnvironmentFile=/etc/pafw/pafw.env",
                 "UMask=0027", "MemoryMax=768M", "MemoryDenyWriteExecute=no",
                 "SystemCallFilter=@system-service", "DevicePolicy=closed"):
