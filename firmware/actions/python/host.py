@@ -40,6 +40,7 @@ from firmware.actions.python.protocol import (
     ScriptLoadError,
     WorkerCrashed,
     WorkerError,
+    WorkerRetired,
     WorkerTimeout,
     describe_error,
     describe_exit,
@@ -121,6 +122,8 @@ class PythonWorker:
         self._dump: list[str] | None = None  # collects fd-2 lines after SIGUSR1
         self._stderr_task: asyncio.Task[Any] | None = None
         self.kill_reason: str | None = None
+        #: set by stop(): calls that have not started are refused with WorkerRetired
+        self.retired = False
         self.ready_info: dict[str, Any] = {}
         self.start_ms: float | None = None
         self.calls = self.requests = 0
@@ -230,6 +233,9 @@ class PythonWorker:
             raise ValueError(f"unknown method {method!r}; one of "
                              f"{', '.join(sorted(protocol.CALL_METHODS))}")
         async with self._lock:
+            if self.retired and method != "on_stop":
+                raise WorkerRetired(f"python action {self.spec.node_id}: worker {self.pid} was "
+                                    "stopped before the call started", returncode=self.returncode)
             if not self.alive or self._writer is None:
                 raise WorkerCrashed(self.death_message(), returncode=self.returncode)
             self._next_id += 1
@@ -292,6 +298,7 @@ class PythonWorker:
         SIGKILL the process group if it does not exit. Idempotent."""
         if self._exited is None:
             return
+        self.retired = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         if self.alive and "on_stop" in self.ready_info.get("methods", []):

@@ -130,6 +130,11 @@ class WorkerCrashed(WorkerError):  # noqa: N818
         self.returncode = returncode
 
 
+class WorkerRetired(WorkerCrashed):
+    """Raised for a call that never started because its worker was being stopped on purpose
+    (a hot reload replaced it, or the action stops): the caller may run it on the new one."""
+
+
 class ReloadError(WorkerError):
     """Raised when a hot reload failed; the previous worker keeps running (defined here,
     beside the other worker errors, so the web API can catch it without loading the worker

@@ -38,6 +38,7 @@ from firmware.actions.python.protocol import (
     ScriptCallError,
     WorkerCrashed,
     WorkerError,
+    WorkerRetired,
     WorkerTimeout,
 )
 from firmware.actions.python.spec import WorkerSpec
@@ -193,7 +194,15 @@ class WorkerSupervisor:
             raise ActionFailedError(self._unavailable())
         start = time.perf_counter()
         try:
-            value = await worker.call(method, *args)
+            try:
+                value = await worker.call(method, *args)
+            except WorkerRetired:
+                # queued behind a hot reload: the call never ran; run it on the new worker
+                current = self._worker
+                if current is None or current is worker or not current.alive:
+                    raise
+                worker = current
+                value = await worker.call(method, *args)
         except (WorkerError, ProtocolError) as exc:
             self.failures += 1
             if isinstance(exc, WorkerTimeout):

@@ -179,6 +179,35 @@ def test_hot_reload_swaps_only_a_working_script(tmp_path: Path, api, logger):
     assert status["script"] == str(tmp_path / "v2.py")
 
 
+def test_a_call_queued_behind_a_reload_runs_on_the_new_worker(tmp_path: Path, api, logger):
+    """A call that waits for the old worker while a reload replaces it has not started: it
+    runs on the new worker instead of failing with "exited with code 0"."""
+    (tmp_path / "v1.py").write_text(VERSION.format(version=1))
+    (tmp_path / "v2.py").write_text(VERSION.format(version=2))
+
+    def spec(name):
+        return make_spec(name, "Versioned", scripts_dir=tmp_path, script_path=tmp_path / name)
+
+    async def main():
+        sup = WorkerSupervisor(spec("v1.py"), handle_request=api.handle, logger=logger)
+        await sup.start()
+        old = sup.worker
+        await old._lock.acquire()  # the old worker is busy with another call
+        queued = asyncio.create_task(sup.call("get_status"))
+        await asyncio.sleep(0.05)
+        await sup.replace(spec("v2.py"))  # stops the old worker (no on_stop: no lock needed)
+        assert not old.alive
+        old._lock.release()
+        value = await queued
+        status = sup.get_status()
+        await sup.stop()
+        return value, status
+
+    value, status = run(main())
+    assert value == {"version": 2}
+    assert status["state"] == "running" and status["reloads"] == 1
+
+
 def test_reload_leaves_the_failed_state(tmp_path: Path, api, logger):
     async def main():
         sup = WorkerSupervisor(make_spec("hostile.py", "InitRaises"), logger=logger,
