@@ -85,16 +85,23 @@ class AllanDeviation:
 
 def averaging_factors(n: int, *, per_decade: int = PER_DECADE,
                       max_fraction: float = MAX_FRACTION) -> np.ndarray:
-    """Window lengths in samples, log-spaced from 1 to ``max_fraction`` of ``n``, distinct.
+    """Window lengths in samples, log-spaced from 1 up to ``max_fraction`` of ``n``, distinct.
+
+    The points lie on one fixed grid (``per_decade`` per decade, rounded), not on one spread
+    over each record's length: as a live record grows, the points already there stay put and
+    new ones are added at the long end, so two curves of the same trend line up.
 
     >>> averaging_factors(30).tolist()
     [1, 2, 3, 4, 5, 6, 7, 8, 10]
+    >>> averaging_factors(31).tolist() == averaging_factors(30).tolist()
+    True
     """
     top = int(n * max_fraction)
     if top < 1:
         return np.empty(0, dtype=np.int64)
-    count = max(1, math.ceil(math.log10(top) * per_decade) + 1)
-    return np.unique(np.round(np.logspace(0.0, math.log10(top), count)).astype(np.int64))
+    count = math.floor(math.log10(top) * per_decade + 1e-9) + 1
+    grid = np.round(10.0 ** (np.arange(count) / per_decade)).astype(np.int64)
+    return np.unique(grid[grid <= top])
 
 
 def allan_deviation(values: np.ndarray, dt_s: float, *, per_decade: int = PER_DECADE,
