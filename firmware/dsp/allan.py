@@ -88,8 +88,9 @@ def averaging_factors(n: int, *, per_decade: int = PER_DECADE,
     """Window lengths in samples, log-spaced from 1 up to ``max_fraction`` of ``n``, distinct.
 
     The points lie on one fixed grid (``per_decade`` per decade, rounded), not on one spread
-    over each record's length: as a live record grows, the points already there stay put and
-    new ones are added at the long end, so two curves of the same trend line up.
+    over each record's length, and the last is a third of the record: as a live record grows,
+    the points already there stay put and only the long end moves, so two curves of the same
+    trend line up.
 
     >>> averaging_factors(30).tolist()
     [1, 2, 3, 4, 5, 6, 7, 8, 10]
@@ -101,7 +102,7 @@ def averaging_factors(n: int, *, per_decade: int = PER_DECADE,
         return np.empty(0, dtype=np.int64)
     count = math.floor(math.log10(top) * per_decade + 1e-9) + 1
     grid = np.round(10.0 ** (np.arange(count) / per_decade)).astype(np.int64)
-    return np.unique(grid[grid <= top])
+    return np.unique(np.append(grid[grid <= top], top))
 
 
 def allan_deviation(values: np.ndarray, dt_s: float, *, per_decade: int = PER_DECADE,

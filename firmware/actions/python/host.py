@@ -306,6 +306,14 @@ class PythonWorker:
                 await asyncio.wait_for(self.call("on_stop"), max(0.05, timeout_s / 2))
             except (WorkerError, TimeoutError) as exc:
                 self.logger.warning("python action %s: on_stop: %s", self.spec.node_id, exc)
+        # let a call in flight finish (bounded): closing the connection would cut it off;
+        # calls queued behind it see ``retired`` and raise WorkerRetired without starting
+        try:
+            await asyncio.wait_for(self._lock.acquire(), max(0.05, deadline - loop.time()))
+        except TimeoutError:
+            pass  # still busy at the deadline: the call is cut off with the worker
+        else:
+            self._lock.release()
         if self._writer is not None:
             self._writer.close()
         for sig in (None, signal.SIGTERM, signal.SIGKILL):

@@ -195,9 +195,12 @@ def test_a_call_queued_behind_a_reload_runs_on_the_new_worker(tmp_path: Path, ap
         await old._lock.acquire()  # the old worker is busy with another call
         queued = asyncio.create_task(sup.call("get_status"))
         await asyncio.sleep(0.05)
-        await sup.replace(spec("v2.py"))  # stops the old worker (no on_stop: no lock needed)
-        assert not old.alive
+        reload = asyncio.create_task(sup.replace(spec("v2.py")))  # stops the old worker
+        await wait_for(lambda: old.retired)
+        assert old.alive  # the stop waits for the call in flight
         old._lock.release()
+        await reload
+        assert not old.alive
         value = await queued
         status = sup.get_status()
         await sup.stop()
