@@ -84,6 +84,8 @@ def write_inventory(path: Path, vm: ArmVM, wheel: Path, broker: Broker) -> None:
         "pafw_mqtt_port": broker.port,
         "pafw_web_token": WEB_TOKEN,
         "pafw_processing": processing_with_a_script(),
+        # the shipped graph's relay and LED nodes need the shipped hal section beside it
+        "pafw_hal": yaml.safe_load(default_config_text())["hal"],
     }
     inventory = {"all": {"children": {"analyzers": {"hosts": {"pafw-arm64": host}}}}}
     path.write_text(yaml.safe_dump(inventory, sort_keys=False))
