@@ -177,11 +177,11 @@ async def get_spectrum(server: ApiContext, request: Request) -> Response:
     return json_response(200, payload)
 
 
-async def get_trend(server: ApiContext, request: Request) -> Response:
+def _trend_node(server: ApiContext, wanted: str | None) -> str:
+    """The node whose trend a request reads: ``wanted``, else the first concentration node,
+    else the first node with a trend. 404 for a node that computes nothing, 503 while the
+    node has no recorded result yet."""
     trends = server.trends.trends
-    wanted = request.query_value("node")
-    seconds = _int_query(request, "seconds", 600, 10, int(server.settings.trend_hours * 3600))
-    points = _int_query(request, "points", 600, 10, MAX_TREND_POINTS)
     if wanted is None:
         concentration = [n for n, t in trends.items() if t.field == "concentration_ppm"]
         candidates = concentration or list(trends)
@@ -192,6 +192,15 @@ async def get_trend(server: ApiContext, request: Request) -> Response:
             raise HttpError(404, "not_found", f"node {wanted!r} has no trend (computing "
                             f"nodes: {', '.join(computing) or 'none'})")
         raise HttpError(503, "no_data", "no result recorded yet", {"Retry-After": "1"})
+    return wanted
+
+
+async def get_trend(server: ApiContext, request: Request) -> Response:
+    trends = server.trends.trends
+    wanted = request.query_value("node")
+    seconds = _int_query(request, "seconds", 600, 10, int(server.settings.trend_hours * 3600))
+    points = _int_query(request, "points", 600, 10, MAX_TREND_POINTS)
+    wanted = _trend_node(server, wanted)
     trend = trends[wanted]
     # the same chart asked by many screens at once costs one computation per second
     key = (wanted, seconds, points)
@@ -287,16 +296,7 @@ async def get_allan(server: ApiContext, request: Request) -> Response:
     trends = server.trends.trends
     seconds = _int_query(request, "seconds", 3600, 60, int(server.settings.trend_hours * 3600))
     wanted = request.query_value("node")
-    if wanted is None:
-        concentration = [n for n, t in trends.items() if t.field == "concentration_ppm"]
-        candidates = concentration or list(trends)
-        wanted = candidates[0] if candidates else None
-    if wanted is None or wanted not in trends:
-        computing = server.appliance.analyzer.graph.computing_node_ids()
-        if wanted is not None and wanted not in computing:
-            raise HttpError(404, "not_found", f"node {wanted!r} has no trend (computing "
-                            f"nodes: {', '.join(computing) or 'none'})")
-        raise HttpError(503, "no_data", "no result recorded yet", {"Retry-After": "1"})
+    wanted = _trend_node(server, wanted)
     trend = trends[wanted]
     # copied here, on the loop that updates the trend; computed on a worker thread
     payload = await asyncio.to_thread(allan_payload, trend, trend.closed_rows(),
