@@ -136,7 +136,8 @@ class Analyzer:
         """Compile (or load from the on-disk cache) every kernel; returns the seconds spent.
 
         Runs a throwaway copy of the graph over silence, so no state, result or file of the
-        real graph is touched.
+        real graph is touched, then the source's own kernels on scratch buffers: the DSP
+        thread's first frame compiles nothing.
         """
         start = time.perf_counter()
         use_cache_dir(cache_dir or self.doc.config.paths.cache_dir)
@@ -149,6 +150,7 @@ class Analyzer:
                 frame.wall_time = time.time()
                 scratch.process(frame)
             scratch.close()
+        self.source.warm_up()
         return time.perf_counter() - start
 
     def process_frame(self, frame: Frame) -> None:

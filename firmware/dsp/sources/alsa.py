@@ -204,6 +204,13 @@ class AlsaSource(AudioSource):
             self._have += n
         return n
 
+    def warm_up(self) -> None:
+        """Compile the int -> float conversion for the configured sample format on an empty
+        scratch buffer (the device is not opened)."""
+        scratch = np.zeros((2, self._frame_size))
+        deinterleave_scaled(self._raw_view[:0], 0, self.settings.channels,
+                            _SCALES[self.settings.format], scratch, 0, False)
+
     def _fill(self, frame: Frame) -> bool:
         # move the carry-over of the previous frame to the front
         if self._frame_done:

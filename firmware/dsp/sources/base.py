@@ -199,6 +199,17 @@ class AudioSource(ABC):
         return {}
 
     @abstractmethod
+    def warm_up(self) -> None:
+        """Compile (or load from numba's cache) the kernels ``read()`` runs, on scratch
+        buffers of the types ``read()`` passes them, touching neither the device, the file
+        position nor the stream's state.
+
+        The analyzer calls it before the DSP thread starts, so the first frame compiles
+        nothing: on a slow aarch64 host a lazy compile there took longer than the service's
+        watchdog.
+        """
+
+    @abstractmethod
     def _open(self, frame: Frame) -> None:
         """Acquire the underlying resource; raise SourceError naming it on failure."""
 

@@ -266,6 +266,18 @@ class SimulatedSource(AudioSource):
         self._block += 1
         return True
 
+    def warm_up(self) -> None:
+        """Compile ``_synthesize`` for the arguments ``_fill`` passes it, on scratch copies of
+        its buffers (the stream's phase, noise state and random generator stay untouched)."""
+        n = 8
+        _synthesize(
+            np.zeros((2, n)), np.zeros((5, n)), self._pink_state.copy(), self._state.copy(),
+            self._modulation_at(0.0), self._modulation_at(0.0), 0.0, 0.5,
+            self._sigma_white, self._sigma_pink, self._sigma_cm,
+            self._hum_step, self._hum_levels.copy(), self._hum_gain_b,
+            self.settings.quantize_bits == 16, 1.0 / self._sample_rate,
+        )  # fmt: skip
+
     def _close(self) -> None:
         pass
 

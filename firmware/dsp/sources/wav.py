@@ -342,6 +342,23 @@ class WavSource(AudioSource):
         self.info = info
         self.loops = 0
 
+    def warm_up(self) -> None:
+        """Compile the decoder's kernels for the file's sample format on an empty scratch
+        decoder (the file is only read for its header). A file that cannot be read is left
+        for ``open()`` to report."""
+        try:
+            info = read_wav_info(self.settings.path)
+        except SourceError:
+            return
+        if info.channels > 2:
+            return
+        decoder = _Decoder(info, 1)
+        scratch = np.zeros((2, self._frame_size))
+        if info.sample_format == "int24":
+            _int24_to_int32(decoder.raw, 0, decoder.view)
+        deinterleave_scaled(decoder.view, 0, info.channels, decoder.scale, scratch, 0,
+                            self.settings.mono == "duplicate")
+
     def _fill(self, frame: Frame) -> bool:
         fh, dec, info = self._fh, self._decoder, self.info
         assert fh is not None and dec is not None and info is not None
