@@ -193,7 +193,7 @@ class FrameCollector:
             if span <= 0 or samples[second] <= samples[first]:
                 return math.nan
             seconds_per_sample = span / (samples[second] - samples[first])
-        return 1.0 / seconds_per_sample
+        return float(1.0 / seconds_per_sample)
 
 
 @dataclass

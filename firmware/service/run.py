@@ -82,6 +82,13 @@ class Service:
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, self.request_stop)
 
+    def _stop_servers(self) -> None:
+        """Stop the web and Modbus servers (each stop is idempotent)."""
+        if self.web is not None:
+            self.web.stop()
+        if self.modbus is not None:
+            self.modbus.stop()
+
     def _await_first_frame(self) -> bool:
         """Wait until the first frame went through the graph; False if the service stops or
         the DSP loop ends first (a fault is not ready)."""
@@ -103,17 +110,22 @@ class Service:
         for warning in self.doc.warnings:
             log.warning("config: %s", warning)
         try:
-            with StartTimeoutExtender(self.notifier):
+            # the start timeout stays extended until the first frame is through the graph:
+            # READY=1 arms the watchdog, which only DSP progress feeds
+            with StartTimeoutExtender(self.notifier) as extender:
                 warm = self.appliance.start()
+                log.info("kernels ready in %.2f s (cache %s)", warm, cfg.paths.cache_dir)
+                extender.what = "waiting for the first frame"
+                if self.web is not None:
+                    self.web.start()
+                if self.modbus is not None:
+                    self.modbus.start()
+                first_frame = self._await_first_frame()
         except BaseException:
+            self._stop_servers()
             self.appliance.stop()
             raise
-        log.info("kernels ready in %.2f s (cache %s)", warm, cfg.paths.cache_dir)
-        if self.web is not None:
-            self.web.start()
-        if self.modbus is not None:
-            self.modbus.start()
-        if self._await_first_frame():
+        if first_frame:
             self.notifier.ready(f"running: {source_name}, kernels warm in {warm:.2f} s")
             release_start_up_memory()
         self._write_snapshot("running")
@@ -157,10 +169,7 @@ class Service:
                     self.appliance.mqtt.publish_status(self.appliance.get_status(brief=True))
         finally:
             self.notifier.stopping()
-            if self.web is not None:
-                self.web.stop()
-            if self.modbus is not None:
-                self.modbus.stop()
+            self._stop_servers()
             self.appliance.stop()
             self._write_snapshot("failed" if analyzer.fault else "stopped")
         if analyzer.fault:
