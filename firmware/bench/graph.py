@@ -6,9 +6,12 @@ real-time factor of the graph on one core, per-node microseconds, and the wall t
 start of a fresh `pafw` process to its first concentration result with a warm kernel cache.
 
 The floor, in the same rounds: the configured band-pass's biquad cascade run bare (one numba
-call per frame, no node, no Python around it) over the same frames. An IIR is bound by its
-recurrence, so no graph with that filter in it can be faster; ``graph / floor`` says how
-much everything else (differential, peak finder, concentration, per-node Python) costs on top.
+call per frame, no node, no Python around it) over the same frames. A plain IIR is bound by
+its recurrence (each output waits for the previous one), so that is the limit of any graph
+filtering sample after sample; ``graph / floor`` says how much everything else costs on top.
+The graph's band-pass goes below that floor by running the frame as four lanes side by side
+(firmware/dsp/lane_iir.py); the same lanes run bare are timed too (``lanes``), so the report
+shows how far under the serial recurrence's limit the filter itself now is.
 The peak finder's two spectrum paths (Goertzel bank over the band, full FFT) are timed side
 by side on the same frames as well.
 """
@@ -31,6 +34,7 @@ from firmware.config.loader import ConfigDocument
 from firmware.dsp import kernels
 from firmware.dsp.filters import design_sos
 from firmware.dsp.frame import Frame
+from firmware.dsp.lane_iir import SECTIONS, LaneCascade, lanes_apply
 from firmware.dsp.peaks import PeakFinder
 
 PROBE_READY = "PAFW-FIRST-RESULT"
@@ -132,14 +136,18 @@ def _time_reference(reference: ReferencePipeline, frames: list[Frame],
 
 
 class FloorPipeline:
-    """The band-pass's sections as one bare numba call per frame, on the frames' differential
-    (computed beforehand, outside the timing)."""
+    """The band-pass's sections run bare over the frames' differential (computed beforehand,
+    outside the timing): one plain recurrence call per frame, or with ``lanes`` the lane form
+    (two calls per frame)."""
 
-    def __init__(self, sos: np.ndarray, frames: list[Frame]) -> None:
+    def __init__(self, sos: np.ndarray, frames: list[Frame], *, lanes: bool = False) -> None:
         self.sos = np.ascontiguousarray(sos, dtype=np.float64)
-        self.zi = np.zeros((1, self.sos.shape[0], 2))
         self.inputs = [np.ascontiguousarray(f.samples[0:1] - f.samples[1:2]) for f in frames]
         self.out = np.zeros_like(self.inputs[0])
+        self.lanes = (LaneCascade(self.sos, channels=1, frame_size=self.out.shape[1])
+                      if lanes else None)
+        sections = SECTIONS if lanes else self.sos.shape[0]
+        self.zi = np.zeros((1, sections, 2))
 
     def run(self, per_frame: list[int] | None = None) -> float:
         """Mean seconds per frame over the frames; each frame's nanoseconds are appended to
@@ -147,9 +155,13 @@ class FloorPipeline:
         out, sos, zi = self.out, self.sos, self.zi
         clock = time.perf_counter_ns
         kept = [] if per_frame is None else per_frame
+        lanes = self.lanes
         start = t0 = clock()
         for x in self.inputs:
-            kernels.sos_filter(sos, zi, x, out)
+            if lanes is None:
+                kernels.sos_filter(sos, zi, x, out)
+            else:
+                lanes.process(zi, x, out)
             t1 = clock()
             kept.append(t1 - t0)
             t0 = t1
@@ -220,10 +232,13 @@ def run_bench(doc: ConfigDocument, *, config_path: Path | None, frames: int = 20
     analyzer.warm_up()
     reference = ReferencePipeline(doc)
     floor_pipeline = FloorPipeline(reference.sos, data)
+    lane_pipeline = (FloorPipeline(reference.sos, data, lanes=True)
+                     if lanes_apply(reference.sos.shape[0], data[0].frame_size) else None)
     finders = _peak_finders(doc)
     ours_s: list[float] = []
     ref_s: list[float] = []
     floor_s: list[float] = []
+    lane_s: list[float] = []
     peak_s: dict[str, list[float]] = {name: [] for name in finders}
     # per-frame times: their medians shrug off the preemptions that a shared machine adds
     # to whole rounds
@@ -231,15 +246,20 @@ def run_bench(doc: ConfigDocument, *, config_path: Path | None, frames: int = 20
     ref_ns: list[int] = []
     floor_ns: list[int] = []
     floor_pipeline.run()  # compiled already by the warm-up; this warms the caches
+    if lane_pipeline is not None:
+        lane_pipeline.run()
     for _ in range(rounds):
         ours_s.append(_time_ours(analyzer, data, ours_ns))
         ref_s.append(_time_reference(reference, data, ref_ns))
         floor_s.append(floor_pipeline.run(floor_ns))
+        if lane_pipeline is not None:
+            lane_s.append(lane_pipeline.run())
         for name, finder in finders.items():
             peak_s[name].append(_time_peak_finder(finder, data))
     frame_s = data[0].frame_size / data[0].sample_rate
     ours, ref = statistics.median(ours_s), statistics.median(ref_s)
     floor = statistics.median(floor_s)
+    lanes = statistics.median(lane_s) if lane_s else None
     peak = {name: statistics.median(times) for name, times in peak_s.items()}
     ours_p50, ref_p50 = statistics.median(ours_ns) / 1e3, statistics.median(ref_ns) / 1e3
     floor_p50 = statistics.median(floor_ns) / 1e3
@@ -257,6 +277,8 @@ def run_bench(doc: ConfigDocument, *, config_path: Path | None, frames: int = 20
         "floor_sections": int(reference.sos.shape[0]),
         "graph_over_floor": round(ours / floor, 3),
         "floor_realtime_factor": round(frame_s / floor, 1),
+        "lanes_us_per_frame": None if lanes is None else round(lanes * 1e6, 2),
+        "floor_over_lanes": None if lanes is None else round(floor / lanes, 3),
         "peak_finder_us": {name: round(t * 1e6, 2) for name, t in peak.items()},
         "peak_finder_fft_over_band": round(peak["fft"] / peak["band"], 3),
         "p50_us_per_frame": {"graph": round(ours_p50, 2), "reference": round(ref_p50, 2),
@@ -283,6 +305,11 @@ def format_report(figures: dict[str, Any]) -> str:
         f"{'floor (' + str(figures['floor_sections']) + '-section biquad):':<28}"
         f"{figures['floor_us_per_frame']:10.1f} us/frame  "
         f"{figures['floor_realtime_factor']:8.0f}x real time",
+    ]
+    if figures["lanes_us_per_frame"] is not None:
+        lines.append(f"band-pass in four lanes:    {figures['lanes_us_per_frame']:10.1f} us/frame"
+                     f"  ({figures['floor_over_lanes']:.2f}x under the floor)")
+    lines += [
         f"speed-up vs reference:      {figures['speedup_vs_reference']:10.2f}x",
         f"graph / floor:              {figures['graph_over_floor']:10.2f}x",
         f"per-frame medians:          graph {figures['p50_us_per_frame']['graph']:.1f}, "

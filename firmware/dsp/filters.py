@@ -15,6 +15,7 @@ import numpy as np
 
 from firmware.dsp import kernels
 from firmware.dsp.design_cache import cached_design
+from firmware.dsp.lane_iir import SECTIONS, LaneCascade, lanes_apply
 from firmware.errors import DspError
 
 #: scipy's names of the filter families (``ftype``)
@@ -170,7 +171,9 @@ class StreamingSosFilter:
     Built once with the frame geometry; ``process`` then filters one frame into a buffer the
     filter owns and returns it (valid until the next call), allocating nothing. The result is
     that of ``scipy.signal.sosfilt`` run over the concatenation of all frames since the last
-    ``reset()``, computed by ``kernels.sos_filter``.
+    ``reset()``: computed in four lanes by ``lane_iir.LaneCascade`` (to rounding) when the
+    cascade has at most four sections and the frame splits into lanes, else by
+    ``kernels.sos_filter``.
 
     >>> import numpy as np
     >>> sos = design_sos(family="butterworth", band="bandpass", order=2, sample_rate=48000,
@@ -194,7 +197,12 @@ class StreamingSosFilter:
         self._sos = sos
         self._channels = int(channels)
         self._frame_size = int(frame_size)
-        self._zi = np.zeros((self._channels, sos.shape[0], 2), dtype=np.float64)
+        # a cascade of up to four sections runs in lanes (lane_iir.py: about 1.9x faster,
+        # equal to rounding); its state is padded to four sections
+        self._lanes = (LaneCascade(sos, channels=self._channels, frame_size=self._frame_size)
+                       if lanes_apply(sos.shape[0], self._frame_size) else None)
+        sections = SECTIONS if self._lanes is not None else sos.shape[0]
+        self._zi = np.zeros((self._channels, sections, 2), dtype=np.float64)
         self._out = np.zeros((self._channels, self._frame_size), dtype=np.float64)
 
     @property
@@ -227,7 +235,7 @@ class StreamingSosFilter:
     @property
     def state(self) -> np.ndarray:
         """A copy of the carried state, shape ``(channels, n_sections, 2)``."""
-        return self._zi.copy()
+        return self._zi[:, : self._sos.shape[0]].copy()
 
     def process(self, x: np.ndarray) -> np.ndarray:
         """Filter one frame ``x`` of shape ``(channels, frame_size)``; return the output buffer."""
@@ -238,7 +246,10 @@ class StreamingSosFilter:
             )
         if x.dtype != np.float64 or not x.flags.c_contiguous:
             raise DspError(f"frame must be C-contiguous float64, got {x.dtype}")
-        kernels.sos_filter(self._sos, self._zi, x, self._out)
+        if self._lanes is not None:
+            self._lanes.process(self._zi, x, self._out)
+        else:
+            kernels.sos_filter(self._sos, self._zi, x, self._out)
         return self._out
 
     def reset(self) -> None:

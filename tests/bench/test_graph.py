@@ -42,6 +42,7 @@ def test_report_names_the_floor_and_the_ratios() -> None:
         "ours_us_per_frame": 40.0, "realtime_factor": 2133.0,
         "reference_us_per_frame": 280.0, "reference_realtime_factor": 305.0,
         "floor_sections": 4, "floor_us_per_frame": 15.0, "floor_realtime_factor": 5689.0,
+        "lanes_us_per_frame": 7.5, "floor_over_lanes": 2.0,
         "speedup_vs_reference": 7.0, "graph_over_floor": 2.67,
         "peak_finder_us": {"band": 18.0, "fft": 29.0}, "peak_finder_fft_over_band": 1.61,
         "p50_us_per_frame": {"graph": 38.0, "reference": 270.0, "floor": 14.0},
@@ -51,3 +52,6 @@ def test_report_names_the_floor_and_the_ratios() -> None:
     report = format_report(figures)
     assert "floor (4-section biquad)" in report and "graph / floor" in report
     assert "1.61x" in report and "7.11x the reference, 2.71x the floor" in report
+    assert "band-pass in four lanes:" in report and "(2.00x under the floor)" in report
+    figures.update(lanes_us_per_frame=None, floor_over_lanes=None)  # a filter not in lanes
+    assert "four lanes" not in format_report(figures)
