@@ -508,12 +508,14 @@ def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
         out.write(json.dumps(figures) + "\n" if args.json
                   else format_estimator_report(figures) + "\n")
         return EXIT_OK
-    from firmware.bench.graph import format_report, probe_first_result, run_bench
+    if args.probe_first_result:
+        from firmware.bench.first_result import probe_first_result
+
+        probe_first_result(_load(args.config))
+        return EXIT_OK
+    from firmware.bench.graph import format_report, run_bench
 
     doc = _load(args.config)
-    if args.probe_first_result:
-        probe_first_result(doc)
-        return EXIT_OK
     figures = run_bench(doc, config_path=args.config, frames=args.frames, rounds=args.rounds)
     out.write(json.dumps(figures) + "\n" if args.json else format_report(figures) + "\n")
     return EXIT_OK

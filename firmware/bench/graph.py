@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,14 +28,13 @@ import numpy as np
 import scipy.signal
 
 from firmware.app.analyzer import Analyzer
+from firmware.bench.first_result import first_result_seconds
 from firmware.config.loader import ConfigDocument
 from firmware.dsp import kernels
 from firmware.dsp.filters import design_sos
 from firmware.dsp.frame import Frame
 from firmware.dsp.lane_iir import SECTIONS, LaneCascade, lanes_apply
 from firmware.dsp.peaks import PeakFinder
-
-PROBE_READY = "PAFW-FIRST-RESULT"
 
 
 class ReferencePipeline:
@@ -183,45 +180,6 @@ def _time_peak_finder(finder: PeakFinder, frames: list[Frame]) -> float:
     for frame in frames:
         finder.process(frame.samples[0])
     return (time.perf_counter() - start) / len(frames)
-
-
-def first_result_seconds(config_path: Path | None, runs: int = 2) -> float:
-    """Wall time from launching a new `pafw` process to its first concentration result.
-
-    The first run warms the on-disk kernel cache; the figure is the best of the later ones.
-    """
-    cmd = [sys.executable, "-m", "firmware.cli", "bench", "--probe-first-result"]
-    if config_path is not None:
-        cmd += ["--config", str(config_path)]
-    timings: list[float] = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                if line.strip() == PROBE_READY:
-                    timings.append(time.perf_counter() - start)
-                    break
-            proc.kill()
-    if not timings:
-        raise RuntimeError("the first-result probe never reported a result")
-    return min(timings[1:] or timings)
-
-
-def probe_first_result(doc: ConfigDocument) -> None:
-    """Child side of first_result_seconds: run until a concentration result, then say so."""
-    analyzer = Analyzer(doc, realtime=False)
-    analyzer.warm_up()
-    source = analyzer.source
-    source.open()
-    ids = [n.node_id for n in analyzer.graph.nodes if n.type_name == "concentration"]
-    ids = ids or analyzer.graph.computing_node_ids()
-    while (frame := source.read()) is not None:
-        analyzer.process_frame(frame)
-        if any(analyzer.state.get(i) is not None for i in ids):
-            print(PROBE_READY, flush=True)
-            break
-    analyzer.stop()
 
 
 def run_bench(doc: ConfigDocument, *, config_path: Path | None, frames: int = 200,
