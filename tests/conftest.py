@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from firmware.config.loader import ConfigDocument, default_config_text, load_config
+from tests.mqtt_broker import MOSQUITTO, Broker
 
 # `pafw run` in a test listens on any free port, never on the default 8080 (tests run side by
 # side); configs of their own that omit `web:` set it themselves.
@@ -58,3 +60,17 @@ def graph_node(data: dict[str, Any], node_id: str) -> dict[str, Any]:
         if node["id"] == node_id:
             return node
     raise KeyError(node_id)
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Broker]:
+    """A started Mosquitto on a free 127.0.0.1 port; stopped (even if paused) afterwards."""
+    if shutil.which(MOSQUITTO) is None:
+        if os.environ.get("CI"):
+            pytest.fail("mosquitto is not installed (./dev test installs it)")
+        pytest.skip("mosquitto is not installed (./dev test installs it)")
+    broker = Broker(tmp_path / "mosquitto").start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

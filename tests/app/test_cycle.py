@@ -9,11 +9,8 @@ ones run the whole appliance on the simulator with a real Mosquitto.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from statistics import fmean, stdev
 from typing import Any
@@ -31,7 +28,7 @@ from firmware.hal.hal import Hal
 from firmware.hal.settings import HalSettings
 from firmware.state import ComputingResult, ComputingState
 from tests.conftest import graph_node
-from tests.mqtt_broker import MOSQUITTO, Broker, Subscriber
+from tests.mqtt_broker import Broker, Subscriber
 from tests.waiting import wait_until
 
 PINS = {"pump": 17, "valve_a": 22, "valve_b": 23}
@@ -272,20 +269,6 @@ def test_an_analyzer_fault_stops_the_cycle_safely() -> None:
 
 
 # -- the whole appliance ------------------------------------------------------------------
-
-
-@pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[Broker]:
-    """A started Mosquitto on a free 127.0.0.1 port."""
-    if shutil.which(MOSQUITTO) is None:
-        if os.environ.get("CI"):
-            pytest.fail("mosquitto is not installed (./dev test installs it)")
-        pytest.skip("mosquitto is not installed (./dev test installs it)")
-    broker = Broker(tmp_path / "mosquitto").start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 def with_cycle(broker: Broker):
