@@ -16,10 +16,15 @@
 * :meth:`replace` is the hot reload: the new worker must start and answer ``get_status``
   before it takes over; otherwise the old one keeps running and the error (with file:line)
   is raised and kept as ``last_error``.
-* Calls made while no worker runs (restarting, failed) fail at once with
+* Calls made while no worker runs (waiting, restarting, failed) fail at once with
   :class:`ActionFailedError`: events never pile up behind a broken script.
+* A script that does not exist yet is not a failure: the action waits in state "waiting"
+  (no worker, nothing counted) until the file appears, which the scripts watcher turns into
+  a hot reload. Deploying the configuration first and pushing the scripts after it is the
+  normal order (`pafw script push`), and a fleet update's health gate must not take an
+  action still waiting for its script for a broken release.
 
-States: stopped, starting, running, reloading, restarting, failed.
+States: stopped, waiting, starting, running, reloading, restarting, failed.
 """
 
 from __future__ import annotations
@@ -164,6 +169,9 @@ class WorkerSupervisor:
                 self.reload_failures += 1
                 self.last_error = _summary(exc.info)
                 self.state = previous
+                if previous == "waiting":  # the script arrived but does not start: from now
+                    self.spec = new_spec   # on an ordinary failure, retried with backoff
+                    self._failed(self.last_error)
                 self.logger.error("python action %s: reload failed, previous version kept: %s",
                                   new_spec.node_id, exc)
                 # the error names the file with its full path already
@@ -224,6 +232,9 @@ class WorkerSupervisor:
         async with self._life:
             if self._stopping or (self._worker is not None and self._worker.alive):
                 return
+            if not self.spec.script_path.is_file():
+                self._wait_for_script()
+                return
             self.state = "starting"
             worker = self._factory(self.spec, handle_request=self._handle, logger=self.logger)
             try:
@@ -236,6 +247,18 @@ class WorkerSupervisor:
                 await worker.stop(self.stop_timeout_s)
                 return
             self._install(worker)
+
+    def _wait_for_script(self) -> None:
+        """No script file yet: wait for it (the watcher's hot reload starts the worker)."""
+        path = self.spec.script_path
+        message = (f"script {str(path)!r} does not exist yet: push it with `pafw script push` "
+                   f"(the action starts when it arrives)")
+        if self.state != "waiting":
+            self.logger.warning("python action %s: %s", self.spec.node_id, message)
+        self.state = "waiting"
+        self._next_restart_at = None
+        self.last_error = {"type": "ScriptMissing", "message": message, "file": str(path),
+                           "line": None}
 
     def _install(self, worker: PythonWorker) -> None:
         self._worker = worker
@@ -325,6 +348,8 @@ class WorkerSupervisor:
             return (f"python action {self.spec.node_id} is failed after "
                     f"{self.consecutive_failures} consecutive failures (fix the script and "
                     f"reload, or restart); last error: {error}")
+        if self.state == "waiting":
+            return f"python action {self.spec.node_id} is waiting for its script: {error}"
         return f"python action {self.spec.node_id} has no running worker ({self.state}); " \
                f"last error: {error}"
 

@@ -228,6 +228,49 @@ def test_reload_leaves_the_failed_state(tmp_path: Path, api, logger):
     assert status["consecutive_failures"] == 0 and status["last_error"] is None
 
 
+def test_a_script_not_pushed_yet_waits_instead_of_failing(tmp_path: Path, api, logger):
+    """The config names a script that is not there yet (pushed after the deployment): the
+    action waits, counts no failure and never parks in 'failed'; the script's arrival (the
+    watcher's hot reload) starts it. A script that then arrives broken is an ordinary
+    failure, retried with backoff."""
+    (tmp_path / "v1.py").write_text(VERSION.format(version=1))
+
+    def spec(name):
+        return make_spec(name, "Versioned", scripts_dir=tmp_path, script_path=tmp_path / name)
+
+    async def main():
+        sup = WorkerSupervisor(spec("later.py"), handle_request=api.handle, logger=logger,
+                               max_failures=2, backoff_initial_s=0.05)
+        await sup.start()
+        waiting = sup.get_status()
+        with pytest.raises(ActionFailedError, match="is waiting for its script: script "):
+            await sup.call("on_trigger", "x", {})
+        await asyncio.sleep(0.3)  # no retries while waiting
+        assert sup.state == "waiting" and sup.restarts == 0
+        (tmp_path / "later.py").write_text(VERSION.format(version=2))
+        await sup.replace(spec("later.py"))
+        running = (sup.state, await sup.call("get_status"))
+        await sup.stop()
+
+        late = WorkerSupervisor(spec("late.py"), handle_request=api.handle, logger=logger,
+                                max_failures=2, backoff_initial_s=0.05)
+        await late.start()
+        (tmp_path / "late.py").write_text("class Versioned(:\n")
+        with pytest.raises(ReloadError):
+            await late.replace(spec("late.py"))
+        await wait_for(lambda: late.state == "failed")
+        broken = late.get_status()
+        await late.stop()
+        return waiting, running, broken
+
+    waiting, running, broken = run(main())
+    assert waiting["state"] == "waiting" and waiting["consecutive_failures"] == 0
+    assert waiting["last_error"]["type"] == "ScriptMissing"
+    assert "push it with `pafw script push`" in waiting["last_error"]["message"]
+    assert running == ("running", {"version": 2})
+    assert broken["last_error"]["type"] == "SyntaxError" and broken["restarts"] >= 1
+
+
 def test_statistics(api, logger):
     async def main():
         sup = WorkerSupervisor(make_spec("echo_action.py", "EchoAction"),
