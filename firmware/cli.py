@@ -179,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--unit", metavar="UNIT",
                         help="also require this systemd unit active, its main process the "
                         "snapshot's, and no restart while waiting (e.g. pafw.service)")
+    health.add_argument("--start-wait", type=float, default=0.0, metavar="SECONDS",
+                        help="with --unit: while the unit is still starting (a first start "
+                        "compiles its kernels: minutes on a Pi), wait up to this long; --wait "
+                        "then counts from READY (default 0: --wait bounds everything)")
     health.add_argument("--release", metavar="ID", help="require this release to be running")
     health.add_argument("--no-mqtt", action="store_true",
                         help="do not require the MQTT link to be connected")
@@ -530,10 +534,12 @@ def _cmd_health(args: argparse.Namespace, out: TextIO) -> int:
 
     if not args.wait >= 0:
         raise PafwError(f"--wait must be 0 or more seconds, got {args.wait}")
+    if not args.start_wait >= 0:
+        raise PafwError(f"--start-wait must be 0 or more seconds, got {args.start_wait}")
     gate = HealthGate(snapshot_path(load_paths(args.config).state_dir), unit=args.unit,
                       release=args.release, mqtt_required=not args.no_mqtt)
     started = time.monotonic()
-    verdict = gate.wait(args.wait)
+    verdict = gate.wait(args.wait, start_timeout_s=args.start_wait)
     out.write(report(verdict, waited_s=time.monotonic() - started) + "\n")
     return EXIT_OK if verdict.healthy else EXIT_FAILURE
 

@@ -14,7 +14,12 @@ at once:
 - no action is in the ``failed`` state.
 
 With a unit, the gate fails at once, without waiting for its timeout, when the unit is
-``failed`` or systemd restarted it during the wait (a release that crashes at start).
+``failed`` or systemd restarted it during the wait (a release that crashes at start). While
+the unit is still starting (``activating``: the first start on a new host compiles every
+kernel, minutes on a Pi and under emulation) the gate waits up to ``start_timeout_s``
+instead: systemd bounds that phase itself (the service extends its start timeout only while
+it compiles, and a start that hangs fails the unit, which the gate sees at once). The
+ordinary timeout then counts from the moment the unit is active.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ class UnitState:
     main_pid: int
     restarts: int
     result: str
+    #: the service's own STATUS= line (e.g. "starting: compiling the DSP kernels (80 s)")
+    status_text: str = ""
 
 
 @dataclass
@@ -51,6 +58,8 @@ class Verdict:
     passed: list[str] = field(default_factory=list)
     #: a problem that waiting cannot fix (the unit failed or restarted)
     final: bool = False
+    #: the unit is still starting (activating): worth waiting for beyond the usual timeout
+    starting: bool = False
 
     @property
     def healthy(self) -> bool:
@@ -63,7 +72,7 @@ def read_unit(unit: str) -> UnitState | None:
     try:
         done = subprocess.run(
             ["systemctl", "show", unit, "--property=ActiveState,SubState,MainPID,NRestarts,"
-             "Result"], capture_output=True, text=True, timeout=10, check=False)
+             "Result,StatusText"], capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     if done.returncode != 0:
@@ -73,7 +82,8 @@ def read_unit(unit: str) -> UnitState | None:
                      sub_state=values.get("SubState", "?"),
                      main_pid=_int(values.get("MainPID")),
                      restarts=_int(values.get("NRestarts")),
-                     result=values.get("Result", "?"))
+                     result=values.get("Result", "?"),
+                     status_text=values.get("StatusText", ""))
 
 
 def _int(value: Any) -> int:
@@ -131,8 +141,10 @@ class HealthGate:
                                     f"{state.restarts - self._restarts} time(s) (it crashed)")
             verdict.final = True
         elif state.active_state != "active":
-            verdict.problems.append(f"{self.unit} is {state.active_state} ({state.sub_state}), "
-                                    f"not active (READY=1 not sent yet)")
+            said = f": {state.status_text}" if state.status_text else ""
+            verdict.problems.append(f"{self.unit} is {state.active_state} ({state.sub_state}"
+                                    f"{said}), not active (READY=1 not sent yet)")
+            verdict.starting = state.active_state == "activating"
         else:
             verdict.passed.append(f"{self.unit} active (READY)")
             return state.main_pid
@@ -191,13 +203,29 @@ class HealthGate:
         else:
             verdict.passed.append(f"{len(actions)} action(s), none failed")
 
-    def wait(self, timeout_s: float, *, clock: Callable[[], float] = time.monotonic,
+    def wait(self, timeout_s: float, *, start_timeout_s: float = 0.0,
+             clock: Callable[[], float] = time.monotonic,
              sleep: Callable[[float], None] = time.sleep) -> Verdict:
-        """Look until healthy, a final problem, or ``timeout_s``; the last verdict."""
-        deadline = clock() + timeout_s
+        """Look until healthy, a final problem, or ``timeout_s``; the last verdict.
+
+        While the unit is starting, the wait goes on up to ``start_timeout_s`` from the
+        first look, and ``timeout_s`` counts again from the end of the start.
+        """
+        begun = clock()
+        deadline = begun + timeout_s
+        start_deadline = begun + max(timeout_s, start_timeout_s)
         while True:
             verdict = self.look()
-            if verdict.healthy or verdict.final or clock() >= deadline:
+            if verdict.healthy or verdict.final:
+                return verdict
+            now = clock()
+            if verdict.starting:
+                if now >= start_deadline:
+                    verdict.problems.append(f"still starting after {now - begun:.0f} s "
+                                            f"(--start-wait {start_timeout_s:g} s)")
+                    return verdict
+                deadline = max(deadline, now + timeout_s)
+            elif now >= deadline:
                 return verdict
             sleep(POLL_S)
 

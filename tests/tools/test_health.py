@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +189,53 @@ def test_wait_gives_up_at_its_timeout(tmp_path: Path, timeout: float) -> None:
     verdict = HealthGate(path).wait(timeout, clock=clock, sleep=sleep)
     assert not verdict.healthy
     assert len(looks) == int(timeout / 0.5)
+
+
+def test_a_unit_still_starting_is_waited_for_up_to_the_start_wait(tmp_path: Path) -> None:
+    """A first start compiles every kernel (minutes on a Pi): while systemd says
+    'activating', the gate waits past --wait up to --start-wait, and --wait counts again
+    from READY; a start longer than --start-wait fails with the service's own STATUS line."""
+    path = tmp_path / "status.json"
+    now = [0.0]
+
+    def clock() -> float:
+        return now[0]
+
+    systemd = FakeSystemd(active_state="activating", sub_state="start",
+                          status_text="starting: compiling the DSP kernels (80 s)")
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+        if now[0] >= 200.0 and systemd.state["active_state"] == "activating":
+            systemd.state.update(active_state="active", sub_state="running", status_text="")
+            snapshot(path, frames=10)
+        elif now[0] >= 205.0:
+            snapshot(path, frames=10 + int(now[0]))
+
+    gate = HealthGate(path, unit="pafw.service", release="0.1.0-abc", unit_reader=systemd)
+    verdict = gate.wait(30.0, start_timeout_s=600.0, clock=clock, sleep=sleep)
+    assert verdict.healthy, verdict.problems
+    assert 205.0 <= now[0] < 230.0  # READY at 200 s, then two snapshots of the running DSP
+
+    now[0] = 0.0
+    systemd.state.update(active_state="activating", sub_state="start",
+                         status_text="starting: compiling the DSP kernels (80 s)")
+    stuck = HealthGate(path, unit="pafw.service", unit_reader=systemd)
+    verdict = stuck.wait(30.0, start_timeout_s=120.0, clock=clock, sleep=no_sleep_but(now))
+    assert not verdict.healthy and not verdict.final
+    assert ("pafw.service is activating (start: starting: compiling the DSP kernels (80 s)), "
+            "not active (READY=1 not sent yet)") in verdict.problems
+    assert "still starting after 120 s (--start-wait 120 s)" in verdict.problems
+    quick = HealthGate(path, unit="pafw.service", unit_reader=systemd)
+    now[0] = 0.0
+    assert not quick.wait(30.0, clock=clock, sleep=no_sleep_but(now)).healthy
+    assert now[0] == 30.0  # without --start-wait, --wait bounds the start too
+
+
+def no_sleep_but(now: list[float]) -> Callable[[float], None]:
+    """A sleep that only advances the fake clock."""
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    return sleep
