@@ -126,20 +126,22 @@ class Arm64Run:
         return json.loads(done.stdout).get("version") if done.returncode == 0 else None
 
 
-def _measure_service(run: Arm64Run) -> None:
-    """Time to READY, first compile and memory of the running service, from systemd."""
+def _measure_service(run: Arm64Run, prefix: str = "") -> None:
+    """Time to READY, kernel warm-up and memory of the running service, from systemd (the
+    newest start; ``prefix`` names the start in the figures)."""
     shown = run.show("ExecMainStartTimestampMonotonic", "ActiveEnterTimestampMonotonic",
                      "MainPID", "MemoryCurrent", "NRestarts")
-    run.figures["ready_s"] = round((int(shown["ActiveEnterTimestampMonotonic"])
-                                    - int(shown["ExecMainStartTimestampMonotonic"])) / 1e6, 1)
-    run.figures["restarts_before_ready"] = int(shown["NRestarts"])
-    warm = re.search(r"kernels ready in (\d+\.\d+) s", run.journal())
-    run.figures["first_compile_s"] = float(warm.group(1)) if warm else None
+    run.figures[f"{prefix}ready_s"] = round((int(shown["ActiveEnterTimestampMonotonic"])
+                                             - int(shown["ExecMainStartTimestampMonotonic"]))
+                                            / 1e6, 1)
+    run.figures[f"{prefix}restarts_before_ready"] = int(shown["NRestarts"])
+    warm = re.findall(r"kernels ready in (\d+\.\d+) s", run.journal())
+    run.figures[f"{prefix}kernels_s"] = float(warm[-1]) if warm else None
     status = run.vm.ssh(["cat", f"/proc/{shown['MainPID']}/status"], check=True).stdout
     rss = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
-    run.figures["service_rss_mib"] = round(int(rss.group(1)) / 1024, 1) if rss else None
+    run.figures[f"{prefix}service_rss_mib"] = round(int(rss.group(1)) / 1024, 1) if rss else None
     if shown["MemoryCurrent"].isdigit():
-        run.figures["unit_memory_mib"] = round(int(shown["MemoryCurrent"]) / 2**20, 1)
+        run.figures[f"{prefix}unit_memory_mib"] = round(int(shown["MemoryCurrent"]) / 2**20, 1)
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +170,10 @@ def arm64(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Arm64Run]:
             _measure_service(run)
             run.runs["reapply"] = run_playbook(inventory, timeout=3600)
             figures["reapply_s"] = round(run.runs["reapply"].seconds, 1)
+            # a later start (every boot of a Pi): the kernels come from the cache
+            vm.ssh(["sudo", "systemctl", "restart", "pafw.service"], check=True, timeout=1800)
+            time.sleep(20)  # start-up memory is given back after READY
+            _measure_service(run, prefix="warm_")
         try:
             yield run
         finally:
@@ -185,7 +191,7 @@ def test_site_yml_applies_on_arm64(arm64: Arm64Run) -> None:
     facts = arm64.vm.ssh(["uname", "-m"], check=True).stdout.strip()
     assert facts == "aarch64"
     # the aarch64 branch: the pi extra's lgpio is in the venv, pyalsaaudio was built here
-    venv = arm64.vm.ssh(["/opt/pafw/venv/bin/python", "-c",
+    venv = arm64.vm.ssh(["/opt/pafw/current/venv/bin/python", "-c",
                          "import alsaaudio, lgpio, numba, llvmlite, platform; "
                          "print(platform.machine(), numba.__version__)"], check=True)
     assert venv.stdout.startswith("aarch64 "), venv.stdout + venv.stderr
@@ -199,7 +205,7 @@ def test_service_is_active_and_ready_under_systemd(arm64: Arm64Run) -> None:
     assert shown["StatusText"].startswith("running: simulator") or " ppm" in shown["StatusText"]
     journal = arm64.journal()
     assert "kernels ready in" in journal, journal[-3000:]
-    status = arm64.vm.ssh(["/opt/pafw/venv/bin/pafw", "status", "--config",
+    status = arm64.vm.ssh(["/opt/pafw/current/venv/bin/pafw", "status", "--config",
                            "/etc/pafw/config.yaml", "--json"], check=True)
     assert json.loads(status.stdout)["state"] == "running"
 
