@@ -30,6 +30,18 @@ def test_floor_is_the_band_pass_over_the_differential() -> None:
     np.testing.assert_allclose(floor.out[0], expected, rtol=0, atol=1e-12)
 
 
+def test_the_lane_pipeline_filters_what_the_floor_filters() -> None:
+    doc = load_config(None)
+    frames = simulated_frames(doc, 3)
+    reference = ReferencePipeline(doc)
+    lanes = FloorPipeline(reference.sos, frames, lanes=True)
+    assert lanes.lanes is not None
+    assert lanes.run() > 0
+    diff = np.concatenate([f.samples[0] - f.samples[1] for f in frames])
+    expected = scipy.signal.sosfilt(reference.sos, diff)[-frames[0].frame_size:]
+    np.testing.assert_allclose(lanes.out[0], expected, rtol=0, atol=1e-12)
+
+
 def test_peak_finder_paths_are_the_band_and_the_fft() -> None:
     finders = _peak_finders(load_config(None))
     assert {name: f.spectrum_method for name, f in finders.items()} == {
