@@ -59,7 +59,15 @@ def test_the_panel_draws_the_live_allan_deviation_log_log(
         browser: Browser, boards: list[Dashboard], make_rig: Any,
         state_env: dict[str, str]) -> None:
     write_trend(Path(state_env["PAFW_STATE_DIR"]), 3000)
-    rig = make_rig()
+
+    def steady(data: dict[str, Any]) -> None:
+        # the live seconds join the saved trend at its level: the default profile's steps
+        # (400..2500 ppm) would dominate the deviation at 1 s as soon as one arrives, and the
+        # curve the browser drew would no longer be the one the API gives a moment later
+        data["acquisition"]["simulator"]["concentration"] = {"profile": "constant",
+                                                             "value_ppm": 1000.0}
+
+    rig = make_rig(steady)
     board = open_board(browser, boards, rig)
     board.wait(f"() => Number(document.querySelector({json.dumps(CURVE)})"
                "?.dataset.points) >= 10", "the Allan curve drawn")
