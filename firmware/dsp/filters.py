@@ -15,7 +15,7 @@ import numpy as np
 
 from firmware.dsp import kernels
 from firmware.dsp.design_cache import cached_design
-from firmware.dsp.lane_iir import SECTIONS, LaneCascade, lanes_apply
+from firmware.dsp.lane_iir import SECTIONS, LaneCascade, faster_here, lanes_apply
 from firmware.errors import DspError
 
 #: scipy's names of the filter families (``ftype``)
@@ -172,7 +172,8 @@ class StreamingSosFilter:
     filter owns and returns it (valid until the next call), allocating nothing. The result is
     that of ``scipy.signal.sosfilt`` run over the concatenation of all frames since the last
     ``reset()``: computed in four lanes by ``lane_iir.LaneCascade`` (to rounding) when the
-    cascade has at most four sections and the frame splits into lanes, else by
+    cascade has at most four sections, the frame splits into lanes and the lanes are
+    measured faster on this machine (``lane_iir.faster_here``), else by
     ``kernels.sos_filter``.
 
     >>> import numpy as np
@@ -183,7 +184,10 @@ class StreamingSosFilter:
     (2, 1024)
     """
 
-    def __init__(self, sos: np.ndarray, *, channels: int, frame_size: int) -> None:
+    def __init__(self, sos: np.ndarray, *, channels: int, frame_size: int,
+                 form: Literal["auto", "lanes", "plain"] = "auto") -> None:
+        """``form``: ``auto`` takes the lanes where they apply and are measured faster here;
+        ``lanes`` where they apply; ``plain`` never (tests and benchmarks pin one)."""
         if channels < 1:
             raise DspError(f"channels={channels!r} must be at least 1")
         if frame_size < 1:
@@ -197,10 +201,15 @@ class StreamingSosFilter:
         self._sos = sos
         self._channels = int(channels)
         self._frame_size = int(frame_size)
-        # a cascade of up to four sections runs in lanes (lane_iir.py: about 1.9x faster,
-        # equal to rounding); its state is padded to four sections
+        # a cascade of up to four sections runs in lanes (lane_iir.py: equal to rounding,
+        # 1.9x faster on an AVX machine) where that is measured to be faster; its state is
+        # padded to four sections
+        if form == "auto":
+            use_lanes = faster_here(sos, channels=self._channels, frame_size=self._frame_size)
+        else:
+            use_lanes = form == "lanes" and lanes_apply(sos.shape[0], self._frame_size)
         self._lanes = (LaneCascade(sos, channels=self._channels, frame_size=self._frame_size)
-                       if lanes_apply(sos.shape[0], self._frame_size) else None)
+                       if use_lanes else None)
         sections = SECTIONS if self._lanes is not None else sos.shape[0]
         self._zi = np.zeros((self._channels, sections, 2), dtype=np.float64)
         self._out = np.zeros((self._channels, self._frame_size), dtype=np.float64)
@@ -209,6 +218,11 @@ class StreamingSosFilter:
     def sos(self) -> np.ndarray:
         """The second-order sections (a copy: the filter's own array is not to be modified)."""
         return self._sos.copy()
+
+    @property
+    def form(self) -> Literal["lanes", "plain"]:
+        """How frames are filtered: ``lanes`` (lane_iir.py) or ``plain`` (the recurrence)."""
+        return "lanes" if self._lanes is not None else "plain"
 
     @property
     def n_sections(self) -> int:

@@ -28,7 +28,9 @@ caller-owned buffers, no allocation.
 
 from __future__ import annotations
 
+import statistics
 import threading
+import time
 from collections.abc import Callable
 
 import numba
@@ -260,3 +262,55 @@ class LaneCascade:
                 self.sos, zi, x, self._interleaved, self.carry, self._ends, self._starts))
             _compiled.set()
         stitch_lanes(self._interleaved, self.response, self._starts, out)
+
+
+#: the lane form is taken only when it beats the plain kernel by this factor on this machine
+REQUIRED_GAIN = 1.1
+_ROUNDS = 7
+_CALLS_PER_ROUND = 4
+_faster: dict[tuple[int, int, int], bool] = {}
+_faster_lock = threading.Lock()
+
+
+def faster_here(sos: np.ndarray, *, channels: int, frame_size: int) -> bool:
+    """Whether the lane form of ``sos`` runs frames of ``channels x frame_size`` faster than
+    the plain kernel on this machine, measured once per process and shape.
+
+    How much the lanes gain depends on the CPU: four doubles per AVX register pack the four
+    lanes into one (1.9x faster on this x86), two per NEON register only half, while the
+    lane form does about twice the arithmetic (zero-state pass, then the stitch). So instead
+    of a rule per architecture both forms are timed side by side, in alternating rounds on
+    seeded noise, the way a planner picks an FFT algorithm; the lanes are taken when their
+    median is ``REQUIRED_GAIN`` times better. Either choice gives the same result to
+    rounding, so a close call on a noisy machine costs speed, never accuracy.
+    """
+    key = (int(sos.shape[0]), channels, frame_size)
+    with _faster_lock:
+        known = _faster.get(key)
+        if known is not None:
+            return known
+        if not lanes_apply(sos.shape[0], frame_size):
+            _faster[key] = False
+            return False
+        x = np.random.default_rng(1).standard_normal((channels, frame_size))
+        out = np.zeros_like(x)
+        laned = LaneCascade(sos, channels=channels, frame_size=frame_size)
+        lane_zi = np.zeros((channels, SECTIONS, 2))
+        plain_zi = np.zeros((channels, sos.shape[0], 2))
+        laned.process(lane_zi, x, out)  # compiled (or loaded) before the clock starts
+        kernels.sos_filter(sos, plain_zi, x, out)
+        lanes_ns: list[int] = []
+        plain_ns: list[int] = []
+        clock = time.perf_counter_ns
+        for _ in range(_ROUNDS):
+            start = clock()
+            for _ in range(_CALLS_PER_ROUND):
+                laned.process(lane_zi, x, out)
+            middle = clock()
+            for _ in range(_CALLS_PER_ROUND):
+                kernels.sos_filter(sos, plain_zi, x, out)
+            lanes_ns.append(middle - start)
+            plain_ns.append(clock() - middle)
+        faster = statistics.median(lanes_ns) * REQUIRED_GAIN < statistics.median(plain_ns)
+        _faster[key] = faster
+        return faster

@@ -56,7 +56,7 @@ def test_lanes_equal_the_plain_cascade_frame_after_frame(design: dict, channels:
                                                          frame_size: int) -> None:
     sos = sos_of(design)
     rng = np.random.default_rng(sos.shape[0] * frame_size)
-    laned = StreamingSosFilter(sos, channels=channels, frame_size=frame_size)
+    laned = StreamingSosFilter(sos, channels=channels, frame_size=frame_size, form="lanes")
     assert laned._lanes is not None
     zi = np.zeros((channels, sos.shape[0], 2))
     plain = np.zeros((channels, frame_size))
@@ -72,7 +72,7 @@ def test_the_laned_stream_is_scipy_over_the_whole_signal() -> None:
     sos = sos_of(DESIGNS[0])
     rng = np.random.default_rng(3)
     frames = frames_of(rng, 2, 4096, 5)
-    laned = StreamingSosFilter(sos, channels=2, frame_size=4096)
+    laned = StreamingSosFilter(sos, channels=2, frame_size=4096, form="lanes")
     got = np.concatenate([laned.process(f).copy() for f in frames], axis=1)
     whole = np.concatenate(list(frames), axis=1)
     want = scipy.signal.sosfilt(sos, whole, axis=1)
@@ -108,7 +108,7 @@ def test_with_poles_near_the_unit_circle_lanes_drift_like_the_plain_recurrence(
     sos = sos_of(design)
     frame_size = 1024
     frames = frames_of(np.random.default_rng(2 * frame_size), 1, frame_size, 4)
-    laned = StreamingSosFilter(sos, channels=1, frame_size=frame_size)
+    laned = StreamingSosFilter(sos, channels=1, frame_size=frame_size, form="lanes")
     assert laned._lanes is not None
     zi = np.zeros((1, sos.shape[0], 2))
     plain, lanes = [], []
@@ -131,8 +131,8 @@ def test_what_does_not_fit_in_lanes_runs_the_plain_kernel(sections: int,
     sos = sos_of(dict(family="butterworth", band="bandpass", order=sections, low_hz=1700.0,
                       high_hz=2300.0))
     assert sos.shape[0] == sections
-    flt = StreamingSosFilter(sos, channels=1, frame_size=frame_size)
-    assert flt._lanes is None
+    flt = StreamingSosFilter(sos, channels=1, frame_size=frame_size, form="lanes")
+    assert flt._lanes is None and flt.form == "plain"
     x = np.random.default_rng(1).standard_normal((1, frame_size))
     want = scipy.signal.sosfilt(sos, x, axis=1)
     np.testing.assert_allclose(flt.process(x), want, rtol=0, atol=1e-12 * np.max(np.abs(want)))
@@ -167,3 +167,22 @@ def test_the_tables_are_the_cascade_from_each_unit_state() -> None:
                                atol=1e-10 * np.max(np.abs(out)))
     np.testing.assert_allclose(zi.reshape(-1), carry @ start, rtol=0,
                                atol=1e-10 * np.max(np.abs(zi)))
+
+
+def test_the_form_is_measured_once_per_shape_and_can_be_pinned(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    sos = sos_of(DESIGNS[0])
+    monkeypatch.setattr(lane_iir, "_faster", {})
+    chosen = lane_iir.faster_here(sos, channels=1, frame_size=2048)
+    assert isinstance(chosen, bool)
+    assert StreamingSosFilter(sos, channels=1, frame_size=2048).form == (
+        "lanes" if chosen else "plain")
+    assert StreamingSosFilter(sos, channels=1, frame_size=2048, form="lanes").form == "lanes"
+    assert StreamingSosFilter(sos, channels=1, frame_size=2048, form="plain").form == "plain"
+
+    def no_more_timing(*_args: object) -> None:
+        raise AssertionError("the choice is measured once per shape")
+
+    monkeypatch.setattr(lane_iir.kernels, "sos_filter", no_more_timing)
+    assert lane_iir.faster_here(sos, channels=1, frame_size=2048) is chosen
+    assert not lane_iir.faster_here(sos, channels=1, frame_size=2046)  # no lanes: no timing

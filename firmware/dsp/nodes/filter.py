@@ -107,4 +107,4 @@ class FilterNode(Node):
         low, high = self.params.band_edges()
         return {"family": self.params.family, "band": self.params.band,
                 "order": self.params.order, "low_hz": low, "high_hz": high,
-                "cutoff_hz": self.params.cutoff_hz}
+                "cutoff_hz": self.params.cutoff_hz, "form": self._filter.form}
