@@ -10,6 +10,7 @@ history, and hands trigger/clear/repeat events to ``on_event`` one at a time, in
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -244,14 +245,25 @@ class ActionHandler:
             self.acknowledged.discard(event.trigger_name)
         else:
             self.repeats += 1
-        self.last_event = event.to_dict()
-        log_event(self.node_id, event)
-        self.history.record(event.kind, self.last_event, timestamp=event.timestamp)
-        self.events.record(self.node_id, event.kind, self.last_event, event.timestamp)
+        record = self.last_event = event.to_dict()
         if not self.enabled or (event.kind == "repeat"
                                 and event.trigger_name in self.acknowledged):
+            self._record_event(event, record)
             self.suppressed += 1
             return
+        # act first: the log line and the two records (a journal write, a file append) run
+        # as soon as on_event waits for its first I/O (a Python action's worker, a webhook),
+        # not before it starts; an action that finishes without waiting gets them here.
+        # Either way the event is recorded before its outcome.
+        recorded = False
+
+        def record_once() -> None:
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                self._record_event(event, record)
+
+        pending = asyncio.get_running_loop().call_soon(record_once)
         start = time.perf_counter()
         try:
             ok = await self.on_event(event)
@@ -260,6 +272,9 @@ class ActionHandler:
             self.last_error = f"{type(exc).__name__}: {exc}"
             self.failure_log.log(logging.WARNING, None, f"failed on {event.kind} "
                                  f"{event.trigger_name}: {self.last_error}")
+        finally:
+            pending.cancel()
+            record_once()
         if ok:
             self.successes += 1
         else:
@@ -270,6 +285,12 @@ class ActionHandler:
                    "duration_ms": round((time.perf_counter() - start) * 1e3, 3)}
         self.history.record("outcome", outcome)
         self.events.record(self.node_id, "outcome", outcome)
+
+    def _record_event(self, event: TriggerEvent, record: dict[str, Any]) -> None:
+        """Log and record one event (the journal line, the history, the event log)."""
+        log_event(self.node_id, event)
+        self.history.record(event.kind, record, timestamp=event.timestamp)
+        self.events.record(self.node_id, event.kind, record, event.timestamp)
 
     # ------------------------------------------------------------- operator changes
     async def set_enabled(self, enabled: bool) -> None:

@@ -306,3 +306,33 @@ def test_status_lists_every_action(rig: Rig) -> None:
     assert sorted(status["actions"]) == ["a", "b"]
     assert status["actions"]["a"]["type"] == "test_recorder_action"
 
+
+
+def test_an_event_is_acted_on_first_and_recorded_before_its_outcome(rig: Rig) -> None:
+    """The journal line and the records of an event (a file append, a log write) wait until
+    the action has started on it and waits for its first I/O; they still land before the
+    outcome, for an action that waits and for one that finishes at once."""
+    waits = rig.handler("waits", ["conc"])
+    waits.event_s = 0.05
+    at_once = rig.handler("at_once", ["conc"])
+    kinds_at_entry: list[list[str]] = []
+    for handler in (waits, at_once):
+        acting = handler.on_event
+
+        async def on_event(event: TriggerEvent, handler: Recorder = handler,
+                           acting: Any = acting) -> bool:
+            kinds_at_entry.append([e.kind for e in handler.history.recent()])
+            if handler is at_once:
+                return True  # no await: done before the loop runs anything else
+            return await acting(event)
+
+        handler.on_event = on_event  # type: ignore[method-assign]
+    rig.start()
+    rig.send("conc", 150.0, handler=waits)
+    wait_until(lambda: waits.successes == 1 and at_once.successes == 1, what="both acted")
+    assert all("trigger" not in kinds for kinds in kinds_at_entry), kinds_at_entry
+    for handler in (waits, at_once):
+        kinds = [e.kind for e in handler.history.recent()]
+        assert kinds[-2:] == ["trigger", "outcome"], (handler.node_id, kinds)
+        assert [e.kind for e in rig.ctx.events.entries() if e.action_id == handler.node_id
+                ][-2:] == ["trigger", "outcome"]
