@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from firmware.strict_model import StrictModel
 
@@ -81,23 +81,15 @@ class CycleSettings(StrictModel):
     phases: list[PhaseSettings] = Field(default_factory=list)
     inlets: list[InletSettings] = Field(default_factory=list)
 
-    @field_validator("phases")
+    @field_validator("phases", "inlets")
     @classmethod
-    def _phase_names_unique(cls, value: list[PhaseSettings]) -> list[PhaseSettings]:
-        names = [p.name for p in value]
+    def _names_unique(cls, value: list[PhaseSettings] | list[InletSettings],
+                      info: ValidationInfo) -> list[PhaseSettings] | list[InletSettings]:
+        names = [item.name for item in value]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"phase names must be unique, {', '.join(dupes)} appear more "
-                             "than once")
-        return value
-
-    @field_validator("inlets")
-    @classmethod
-    def _inlet_names_unique(cls, value: list[InletSettings]) -> list[InletSettings]:
-        names = [i.name for i in value]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"inlet names must be unique, {', '.join(dupes)} appear more "
+            what = "phase" if info.field_name == "phases" else "inlet"
+            raise ValueError(f"{what} names must be unique, {', '.join(dupes)} appear more "
                              "than once")
         return value
 
