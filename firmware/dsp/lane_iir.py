@@ -250,17 +250,18 @@ class LaneCascade:
         self._interleaved = np.zeros((channels, frame_size))
         self._ends = np.zeros((STATES, LANES))
         self._starts = np.zeros((channels, STATES, LANES))
+        if not _compiled.is_set():  # once per process, on scratch of the types process passes
+            silence = np.zeros((channels, frame_size))
+            compile_with_slp(lambda: zero_state_lanes(
+                self.sos, np.zeros((channels, SECTIONS, 2)), silence, self._interleaved,
+                self.carry, self._ends, self._starts))
+            _compiled.set()
 
     def process(self, zi: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
         """Filter ``x`` into ``out`` carrying ``zi`` ``(channels, 4, 2)``; ``out`` may be
         ``x``."""
-        if _compiled.is_set():
-            zero_state_lanes(self.sos, zi, x, self._interleaved, self.carry, self._ends,
-                             self._starts)
-        else:
-            compile_with_slp(lambda: zero_state_lanes(
-                self.sos, zi, x, self._interleaved, self.carry, self._ends, self._starts))
-            _compiled.set()
+        zero_state_lanes(self.sos, zi, x, self._interleaved, self.carry, self._ends,
+                         self._starts)
         stitch_lanes(self._interleaved, self.response, self._starts, out)
 
 
