@@ -37,21 +37,11 @@ from tests.arm64.vm import HOST_FROM_GUEST, ArmVM
 from tests.deploy.playbooks import PlaybookRun, run_playbook, tool
 from tests.deploy.test_ansible import build_wheel
 from tests.mqtt_broker import Broker, Subscriber
+from tests.tools.test_script_push import SCRIPT
 
 pytestmark = [pytest.mark.arm64, pytest.mark.timeout(4 * 3600)]
 
 WEB_TOKEN = "arm64-test-token-0123456789"
-SCRIPT = '''
-class Versioned(CustomPythonAction):
-    VERSION = {version}
-
-    def __init__(self, api):
-        super().__init__(api)
-        api.store.set("version", self.VERSION)
-
-    def on_trigger(self, trigger_type, data):
-        return True
-'''
 STORE = "/var/lib/pafw/python_actions/py/store.json"
 
 
@@ -234,7 +224,7 @@ def test_script_push_swaps_a_script_over_ssh(arm64: Arm64Run, tmp_path: Path) ->
     for version in (1, 2):
         script = tmp_path / f"v{version}" / "versioned.py"
         script.parent.mkdir()
-        script.write_text(SCRIPT.format(version=version))
+        script.write_text(SCRIPT.format(version=version, padding=""))
         started = time.monotonic()
         out = arm64.push(script)
         arm64.figures[f"script_push_v{version}_s"] = round(time.monotonic() - started, 1)

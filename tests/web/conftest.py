@@ -8,13 +8,18 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from firmware.app.appliance import Appliance
 from firmware.config.loader import ConfigDocument
 from firmware.web.server import WebServer
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
+    from tests.web.browser import Dashboard
 
 TOKEN = "test-token-0123456789abcdef"
 
@@ -111,3 +116,28 @@ def make_rig(make_doc: Callable[..., ConfigDocument]) -> Iterator[Callable[..., 
     for rig in reversed(started):
         rig.server.stop()
         rig.appliance.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless chromium per browser-test module (each test gets its own context).
+    Playwright is imported here, not at the top: only the browser tests need it, and they
+    skip themselves when Debian's chromium is missing."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.web.browser import launch
+
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def boards(browser: Browser, make_rig: Any) -> Iterator[list[Dashboard]]:
+    """Dashboards opened by a test, closed after it (before its rigs stop: ``make_rig`` is
+    set up first, so torn down last)."""
+    opened: list[Dashboard] = []
+    yield opened
+    for board in opened:
+        board.context.close()

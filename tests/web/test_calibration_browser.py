@@ -5,12 +5,11 @@ fitted and stored from the page, then rolled back and activated again from the r
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.web.browser import CHROMIUM, Dashboard, dashboard, launch
+from tests.web.browser import CHROMIUM, Dashboard, dashboard
 from tests.web.conftest import TOKEN, WebRig
 from tests.web.test_calibration_api import fast_calibration
 
@@ -18,15 +17,7 @@ if not CHROMIUM.exists():
     pytest.skip(f"Debian's chromium is not installed ({CHROMIUM}; apt install chromium)",
                 allow_module_level=True)
 
-from playwright.sync_api import Browser, sync_playwright
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = launch(playwright)
-        yield chromium
-        chromium.close()
+from playwright.sync_api import Browser
 
 
 def has_text(selector: str, text: str) -> str:

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from tests.web.browser import CHROMIUM, Dashboard, dashboard, launch
+from tests.web.browser import CHROMIUM, Dashboard, dashboard
 from tests.web.conftest import WebRig
 from tests.web.test_selftest_allan_api import write_trend
 
@@ -22,25 +21,9 @@ if not CHROMIUM.exists():
     pytest.skip(f"Debian's chromium is not installed ({CHROMIUM}; apt install chromium)",
                 allow_module_level=True)
 
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 CURVE = "#allan-svg path.allan-curve"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = launch(playwright)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def boards() -> Iterator[list[Dashboard]]:
-    opened: list[Dashboard] = []
-    yield opened
-    for board in opened:
-        board.context.close()
 
 
 def open_board(browser: Browser, boards: list[Dashboard], rig: WebRig) -> Dashboard:

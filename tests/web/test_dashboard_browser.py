@@ -9,45 +9,26 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.web.browser import CHROMIUM, Dashboard, dashboard, launch, overflowing_elements
+from tests.web.browser import CHROMIUM, Dashboard, dashboard, overflowing_elements
 from tests.web.conftest import TOKEN, WebRig
 
 if not CHROMIUM.exists():
     pytest.skip(f"Debian's chromium is not installed ({CHROMIUM}; apt install chromium)",
                 allow_module_level=True)
 
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 DEFAULT_ACTIONS = ("mqtt", "alarm_relay", "status_led")
 THRESHOLD_PPM = 2000.0  # the default config's high_gas threshold
 
 
 # ------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """One headless chromium for the whole module (each test gets its own context)."""
-    with sync_playwright() as playwright:
-        chromium = launch(playwright)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def boards(browser: Browser, make_rig: Any) -> Iterator[list[Dashboard]]:
-    """Dashboards opened by a test, closed after it (before its rigs stop: ``make_rig`` is
-    set up first, so torn down last)."""
-    opened: list[Dashboard] = []
-    yield opened
-    for board in opened:
-        board.context.close()
-
-
 def open_board(browser: Browser, boards: list[Dashboard], rig: WebRig,
                **kwargs: Any) -> Dashboard:
     """A dashboard on ``rig`` in a fresh context, loaded and connected."""

@@ -19,6 +19,12 @@ from firmware.actions.python.supervisor import (
 from tests.actions.python.conftest import make_spec
 
 
+def spec_in(scripts_dir: Path, name: str):
+    """The spec of class Versioned in ``scripts_dir / name`` (written by the test)."""
+    return make_spec(name, "Versioned", scripts_dir=scripts_dir,
+                     script_path=scripts_dir / name)
+
+
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 60))
 
@@ -146,21 +152,18 @@ def test_hot_reload_swaps_only_a_working_script(tmp_path: Path, api, logger):
     (tmp_path / "broken.py").write_text(VERSION.format(version=4) + "    def oops(:\n")
     (tmp_path / "bad_status.py").write_text(VERSION.format(version="{1, 2}"))
 
-    def spec(name):
-        return make_spec(name, "Versioned", scripts_dir=tmp_path, script_path=tmp_path / name)
-
     async def main():
-        sup = WorkerSupervisor(spec("v1.py"), handle_request=api.handle, logger=logger)
+        sup = WorkerSupervisor(spec_in(tmp_path, "v1.py"), handle_request=api.handle, logger=logger)
         await sup.start()
         old = sup.worker
-        await sup.replace(spec("v2.py"))
+        await sup.replace(spec_in(tmp_path, "v2.py"))
         assert await sup.call("get_status") == {"version": 2}
         assert not old.alive and old.returncode == 0
         new_pid = sup.worker.pid
         errors = []
         for name in ("broken.py", "bad_status.py"):
             with pytest.raises(ReloadError) as err:
-                await sup.replace(spec(name))
+                await sup.replace(spec_in(tmp_path, name))
             errors.append(err.value)
             assert sup.worker.pid == new_pid  # the working version keeps running
             assert await sup.call("get_status") == {"version": 2}
@@ -185,17 +188,15 @@ def test_a_call_queued_behind_a_reload_runs_on_the_new_worker(tmp_path: Path, ap
     (tmp_path / "v1.py").write_text(VERSION.format(version=1))
     (tmp_path / "v2.py").write_text(VERSION.format(version=2))
 
-    def spec(name):
-        return make_spec(name, "Versioned", scripts_dir=tmp_path, script_path=tmp_path / name)
-
     async def main():
-        sup = WorkerSupervisor(spec("v1.py"), handle_request=api.handle, logger=logger)
+        sup = WorkerSupervisor(spec_in(tmp_path, "v1.py"), handle_request=api.handle, logger=logger)
         await sup.start()
         old = sup.worker
         await old._lock.acquire()  # the old worker is busy with another call
         queued = asyncio.create_task(sup.call("get_status"))
         await asyncio.sleep(0.05)
-        reload = asyncio.create_task(sup.replace(spec("v2.py")))  # stops the old worker
+        # the reload stops the old worker
+        reload = asyncio.create_task(sup.replace(spec_in(tmp_path, "v2.py")))
         await wait_for(lambda: old.retired)
         assert old.alive  # the stop waits for the call in flight
         old._lock.release()
@@ -235,12 +236,9 @@ def test_a_script_not_pushed_yet_waits_instead_of_failing(tmp_path: Path, api, l
     failure, retried with backoff."""
     (tmp_path / "v1.py").write_text(VERSION.format(version=1))
 
-    def spec(name):
-        return make_spec(name, "Versioned", scripts_dir=tmp_path, script_path=tmp_path / name)
-
     async def main():
-        sup = WorkerSupervisor(spec("later.py"), handle_request=api.handle, logger=logger,
-                               max_failures=2, backoff_initial_s=0.05)
+        sup = WorkerSupervisor(spec_in(tmp_path, "later.py"), handle_request=api.handle,
+                               logger=logger, max_failures=2, backoff_initial_s=0.05)
         await sup.start()
         waiting = sup.get_status()
         with pytest.raises(ActionFailedError, match="is waiting for its script: script "):
@@ -248,16 +246,16 @@ def test_a_script_not_pushed_yet_waits_instead_of_failing(tmp_path: Path, api, l
         await asyncio.sleep(0.3)  # no retries while waiting
         assert sup.state == "waiting" and sup.restarts == 0
         (tmp_path / "later.py").write_text(VERSION.format(version=2))
-        await sup.replace(spec("later.py"))
+        await sup.replace(spec_in(tmp_path, "later.py"))
         running = (sup.state, await sup.call("get_status"))
         await sup.stop()
 
-        late = WorkerSupervisor(spec("late.py"), handle_request=api.handle, logger=logger,
-                                max_failures=2, backoff_initial_s=0.05)
+        late = WorkerSupervisor(spec_in(tmp_path, "late.py"), handle_request=api.handle,
+                                logger=logger, max_failures=2, backoff_initial_s=0.05)
         await late.start()
         (tmp_path / "late.py").write_text("class Versioned(:\n")
         with pytest.raises(ReloadError):
-            await late.replace(spec("late.py"))
+            await late.replace(spec_in(tmp_path, "late.py"))
         await wait_for(lambda: late.state == "failed")
         broken = late.get_status()
         await late.stop()
