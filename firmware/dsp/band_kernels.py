@@ -30,6 +30,7 @@ import numpy as np
 from firmware.dsp.kernels import push_history
 
 _JIT = numba.njit(cache=True, nogil=True, fastmath={"contract"})
+_INLINE = numba.njit(cache=True, nogil=True, fastmath={"contract"}, inline="always")
 #: block length of ``tone_dft`` (its scratch is ``(4, BLOCK)``)
 BLOCK = 64
 #: bins per FFT stage below which the Goertzel bank is cheaper (``N * K`` against
@@ -46,6 +47,31 @@ def band_dft_cheaper(bins: int, fft_size: int) -> bool:
     constant stays on the FFT's side of it).
     """
     return bins <= GOERTZEL_BINS_PER_FFT_STAGE * math.log2(fft_size) + 0.5
+
+
+@_INLINE
+def goertzel_eight_steps(
+    coef: np.ndarray, u: np.ndarray, v: np.ndarray, x0: float, x1: float, x2: float,
+    x3: float, x4: float, x5: float, x6: float, x7: float,
+) -> None:
+    """Eight Goertzel steps of every lane: ``s[n] = coef * s[n-1] - s[n-2] + x[n]`` with
+    ``u = s[n-1]`` and ``v = s[n-2]`` held in registers meanwhile (the loop over lanes is what
+    vectorises). Inlined into its callers' sample loops."""
+    for j in range(coef.shape[0]):
+        c = coef[j]
+        uu = u[j]
+        # c * s1 + (x - s2): the subtraction waits on the older state only, so one FMA
+        # per step sits on the recursion's critical path
+        vv = c * uu + (x0 - v[j])
+        uu = c * vv + (x1 - uu)
+        vv = c * uu + (x2 - vv)
+        uu = c * vv + (x3 - uu)
+        vv = c * uu + (x4 - vv)
+        uu = c * vv + (x5 - uu)
+        vv = c * uu + (x6 - vv)
+        uu = c * vv + (x7 - uu)
+        v[j] = vv
+        u[j] = uu
 
 
 @_JIT
@@ -86,21 +112,7 @@ def goertzel_bins(
         keep[i + 5] = x5
         keep[i + 6] = x6
         keep[i + 7] = x7
-        for j in range(bins):
-            c = coef[j]
-            uu = u[j]
-            # c * s1 + (x - s2): the subtraction waits on the older state only, so one FMA
-            # per step sits on the recursion's critical path
-            vv = c * uu + (x0 - v[j])
-            uu = c * vv + (x1 - uu)
-            vv = c * uu + (x2 - vv)
-            uu = c * vv + (x3 - uu)
-            vv = c * uu + (x4 - vv)
-            uu = c * vv + (x5 - uu)
-            vv = c * uu + (x6 - vv)
-            uu = c * vv + (x7 - uu)
-            v[j] = vv
-            u[j] = uu
+        goertzel_eight_steps(coef, u, v, x0, x1, x2, x3, x4, x5, x6, x7)
     for i in range(head, n):
         xi = x[i]
         keep[i] = xi

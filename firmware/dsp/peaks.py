@@ -3,11 +3,13 @@
 Per call: slide the newest samples into a history of ``fft_size`` samples, compute the windowed
 spectrum's bins, find the largest bin in the search range, then refine between bins.
 
-* **Spectrum.** Only the bins of the search and noise ranges are used. When they are few (the
-  default 600 Hz band at 48 kHz / 4096: 57 bins of 2049) a Goertzel bank computes exactly those
-  rectangular bins and the window is applied as a short convolution in frequency
-  (``band_kernels``); otherwise the windowed record goes through numpy's real FFT.
-  ``spectrum="auto"`` picks by a measured cost model; both paths give the same bins to ~1e-12.
+* **Spectrum.** Only the bins of the search and noise ranges are used. When they are a few
+  hundred or fewer (the default 600 Hz band at 48 kHz / 4096: 57 bins of 2049) the band path
+  computes exactly those rectangular bins, by the 16-fold split of ``folded_dft`` (a Goertzel
+  bank over the whole record, ``band_kernels``, when ``fft_size`` is not a multiple of 16),
+  and applies the window as a short convolution in frequency; otherwise the windowed record
+  goes through numpy's real FFT. ``spectrum="auto"`` picks by a measured cost model; both
+  paths give the same bins to ~1e-12.
 
 * **Frequency.** The three-point magnitude ratio ``r = (|X[k+1]| - |X[k-1]|) /
   (|X[k-1]| + 2|X[k]| + |X[k+1]|)`` is a fixed, monotonic function of the tone's offset
@@ -55,7 +57,7 @@ from typing import Literal
 
 import numpy as np
 
-from firmware.dsp import band_kernels, kernels, peak_kernels
+from firmware.dsp import band_kernels, folded_dft, kernels, peak_kernels
 from firmware.dsp.design_cache import cached_design
 from firmware.errors import DspError
 
@@ -247,31 +249,36 @@ class PeakFinder:
         self.reset()
 
     def _setup_band_path(self, spectrum: SpectrumMethod) -> None:
-        """Decide between the full FFT and the Goertzel bank over the band; allocate the bank.
+        """Decide between the full FFT and the band's own bins; allocate the band path.
 
-        The bank computes the rectangular bins ``mag_lo - half .. mag_hi + half`` and windows
-        them by convolving with the window's DFT, which has ``2 * half + 1`` taps for every
-        cosine-sum window (all of ``WINDOWS``). ``auto`` takes the bank when the cost model of
-        ``band_kernels.band_dft_cheaper`` says it is cheaper than the FFT.
+        The band path computes the rectangular bins ``mag_lo - half .. mag_hi + half`` and
+        windows them by convolving with the window's DFT, which has ``2 * half + 1`` taps for
+        every cosine-sum window (all of ``WINDOWS``). The bins come from the 16-fold split
+        (``folded_dft``) when ``fft_size`` is a multiple of 16, else from a Goertzel bank over
+        the whole record. ``auto`` takes the band path when the cost model
+        (``folded_dft.folded_cheaper``, ``band_kernels.band_dft_cheaper``) says it is cheaper
+        than the FFT.
         """
         n = self.fft_size
         w_dft = np.fft.fft(self._window).real / n  # symmetric periodic window: real DFT
         significant = np.abs(w_dft) > 1e-12 * abs(w_dft[0])
         half = int(np.max(np.nonzero(significant[: n // 2])[0]))
         sparse = not np.any(significant[half + 1 : n - half])
+        needed = self._mag_hi - self._mag_lo + 1 + 2 * half
         # a multiple of eight: the bank's vector loop then has no scalar remainder (55 bins
         # took 1.5x the time of 56); the extra bins above the range are computed and unused
-        bins = -(-(self._mag_hi - self._mag_lo + 1 + 2 * half) // 8) * 8
+        bins = -(-needed // 8) * 8
         if spectrum == "band" and not sparse:  # pragma: no cover - every WINDOWS entry is sparse
             raise DspError(f"window={self.window_name!r} is not a cosine sum: no band path")
-        self._band = sparse and (
-            spectrum == "band"
-            or (spectrum == "auto" and band_kernels.band_dft_cheaper(bins, n))
-        )
+        cheaper = (folded_dft.folded_cheaper(needed, n) if folded_dft.foldable(n)
+                   else band_kernels.band_dft_cheaper(bins, n))
+        self._band = sparse and (spectrum == "band" or (spectrum == "auto" and cheaper))
         self._half = half
         self._first_bin = self._mag_lo - half
         self._kernel = np.ascontiguousarray(
             [w_dft[j % n] for j in range(-half, half + 1)], dtype=np.float64)
+        self._folded = (folded_dft.FoldedBand.plan(self._first_bin, needed, n)
+                        if self._band and folded_dft.foldable(n) else None)
         ks = np.arange(self._first_bin, self._first_bin + bins)
         omega = 2.0 * math.pi * ks / n
         self._bank = np.zeros((3, bins), dtype=np.float64)  # 2 cos(w), two state rows
@@ -281,9 +288,17 @@ class PeakFinder:
 
     @property
     def spectrum_method(self) -> Literal["fft", "band"]:
-        """How the bins are computed: ``fft`` (windowed real FFT) or ``band`` (Goertzel bank
-        over the searched and noise bins only)."""
+        """How the bins are computed: ``fft`` (windowed real FFT) or ``band`` (the searched
+        and noise bins only)."""
         return "band" if self._band else "fft"
+
+    @property
+    def band_form(self) -> Literal["folded", "bank"] | None:
+        """The band path's form: ``folded`` (16-fold split, ``folded_dft``), ``bank``
+        (Goertzel bank over the record, for sizes not a multiple of 16); None on the FFT."""
+        if not self._band:
+            return None
+        return "folded" if self._folded is not None else "bank"
 
     def _build_ratio_table(self) -> tuple[np.ndarray, np.ndarray]:
         """Tabulate the three-point ratio against the offset; check it is strictly increasing."""
@@ -329,7 +344,13 @@ class PeakFinder:
         if x.ndim != 1:
             raise DspError(f"peak finder takes one channel; got an array of shape {x.shape}")
         self._samples_seen = min(self._samples_seen + x.shape[0], self.fft_size)
-        if self._band:
+        folded = self._folded
+        if folded is not None:
+            folded_dft.folded_band_spectrum(
+                self._history, x, folded.work, folded.bank, folded.cbank, folded.lanes,
+                folded.sign, folded.rect, self._kernel, self._mag_lo, self._mag_hi,
+                self._spectrum)
+        elif self._band:
             band_kernels.band_spectrum(self._history, x, self._bank, self._cbank, self._kernel,
                                        self._mag_lo, self._mag_hi, self._spectrum)
         else:

@@ -253,17 +253,28 @@ def test_band_path_spectrum_view_equals_the_fft_path():
 
 
 def test_auto_takes_the_band_when_narrow_and_the_fft_when_wide():
-    # the default graph's 1700..2300 Hz: 57 bins of 2049; 1500..2500 Hz: 91, past the crossover
+    # the default graph's 1700..2300 Hz: 57 bins of 2049, and 1500..2500 Hz: 91, are well
+    # inside the folded band path's range; 100 Hz .. 20 kHz is not
     assert finder(frequency_min_hz=1700.0, frequency_max_hz=2300.0).spectrum_method == "band"
-    assert finder().spectrum_method == "fft"
+    assert finder().spectrum_method == "band"
+    assert finder().band_form == "folded"
     wide = finder(frequency_min_hz=100.0, frequency_max_hz=20000.0)
-    assert wide.spectrum_method == "fft"
+    assert wide.spectrum_method == "fft" and wide.band_form is None
     result = wide.process(tone(12345.0, 0.3, N, snr_db=40.0))
     assert result.detected and abs(result.frequency_hz - 12345.0) < 0.1
     with pytest.raises(DspError, match=r"spectrum='dct' is not supported"):
         finder(spectrum="dct")
     with pytest.raises(DspError, match=r"amplitude_estimator='peak' is not supported"):
         finder(amplitude_estimator="peak")
+
+
+@pytest.mark.parametrize("fft_size", [4090, 4000 + 8])
+def test_sizes_that_do_not_fold_take_the_bank_with_the_same_result(fft_size):
+    fft, band = paired(fft_size=fft_size)
+    assert fft_size % 16 and band.band_form == "bank"
+    for seed in range(3):
+        x = tone((172 + 0.3 * seed) * FS / fft_size, 0.2, fft_size, snr_db=10.0, seed=seed)
+        assert_same(fft.process(x), band.process(x))
 
 
 def test_matched_amplitude_varies_less_than_the_window_estimate():

@@ -42,8 +42,9 @@ class PeakFinderParams(StrictModel):
         "(at the Cramer-Rao bound); window: the windowed bin (robust to strong tones outside "
         "the band)")
     spectrum: Literal["auto", "fft", "band"] = Field(
-        "auto", description="band: Goertzel bank over the searched bins; fft: full FFT; "
-        "auto: whichever the cost model says is cheaper (same result)")
+        "auto", description="band: only the searched and noise bins (16-fold split, or a "
+        "Goertzel bank when fft_size is not a multiple of 16); fft: full FFT; auto: whichever "
+        "the cost model says is cheaper (same result)")
 
     @model_validator(mode="after")
     def _range_ordered(self) -> PeakFinderParams:
@@ -142,4 +143,5 @@ class PeakFinderNode(Node):
 
     def get_status(self) -> dict[str, Any]:
         return {"detections": self.detections,
-                "spectrum_method": self._finder.spectrum_method}
+                "spectrum_method": self._finder.spectrum_method,
+                "band_form": self._finder.band_form}

@@ -124,7 +124,8 @@ def test_channel_b_and_the_band_decide_which_tone() -> None:
     feed(outside, stereo_tones)
     missed = state.get("out")
     assert missed is not None and not missed.detected
-    assert outside.get_status() == {"detections": 0, "spectrum_method": "fft"}
+    assert outside.get_status() == {"detections": 0, "spectrum_method": "band",
+                                    "band_form": "folded"}
 
 
 def test_noise_alone_is_not_detected() -> None:
@@ -135,7 +136,8 @@ def test_noise_alone_is_not_detected() -> None:
     result = state.get("pk")
     assert result is not None and not result.detected
     assert np.isnan(result.frequency_hz) and np.isnan(result.amplitude)
-    assert node.get_status() == {"detections": 0, "spectrum_method": "fft"}
+    assert node.get_status() == {"detections": 0, "spectrum_method": "band",
+                                 "band_form": "folded"}
 
 
 def test_the_input_passes_through() -> None:
@@ -172,6 +174,7 @@ def test_narrow_band_uses_the_band_path_and_finds_the_same_peak() -> None:
     band = build("peak_finder", params, node_id="band", state=state)
     fft = build("peak_finder", {**params, "spectrum": "fft"}, node_id="fft", state=state)
     assert band.get_status()["spectrum_method"] == "band"
+    assert fft.get_status() == {"detections": 0, "spectrum_method": "fft", "band_form": None}
     rng = np.random.default_rng(5)
     for k in range(6):  # the 4096-sample history fills after four frames
         x = rng.standard_normal((2, N)) * 0.01

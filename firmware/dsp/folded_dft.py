@@ -1,0 +1,288 @@
+"""A few DFT bins of a long record through a 16-fold split: an eighth of a Goertzel bank's work.
+
+For an ``N = 16 M`` point record and bin ``k``, write ``n = n' + j M`` (``0 <= n' < M``,
+``0 <= j < 16``). Since ``exp(-2 pi i k j M / N) = exp(-2 pi i k j / 16)`` depends on
+``s = k mod 16`` only::
+
+    X[k] = sum_n' F_s[n'] exp(-1j w_k n'),   F_s[n'] = sum_j x[n' + j M] exp(-2 pi i j s / 16)
+
+``F_s`` is a 16-point DFT down the columns of ``x`` seen as a ``16 x M`` matrix ("folding"),
+and each bin is then the DTFT of an ``M``-sample sequence at its own frequency ``w_k``: a
+Goertzel recursion ``M`` long instead of ``N``. ``x`` is real, so ``F_{16-s} = conj(F_s)``
+and the real and imaginary parts of ``F_0 .. F_8`` are 16 real rows (``Im F_0 = Im F_8 =
+0``); bin ``k`` is ``G_re + i G_im`` (``s <= 8``) or ``G_re - i G_im`` (``s > 8``, rows of
+``16 - s``), each ``G`` a real-input Goertzel over one row. A band of ``K`` bins needs about
+``2 K`` recursions of ``N / 16`` steps: ``K N / 8`` multiply-adds where a bank over the
+record needs ``K N``. The recursions of one row share their input, so each row's lanes are
+one vector (a width of eight, padded).
+
+The fold is done in stages over whole rows (pairs ``x_j +- x_{16-j}``, then pairs of pairs,
+then the 16 outputs as four-term sums), each a loop that LLVM vectorises: a single loop
+computing all 16 outputs from 16 input rows has too many possibly-aliasing pointers for the
+vectoriser's run-time checks and runs scalar, three times slower.
+
+Exact to rounding (the shorter recursions are more accurate than the bank's, ~1e-14 of the
+largest bin). ``PeakFinder`` uses it for the band path whenever ``N`` is a multiple of 16
+(``band_kernels.goertzel_bins`` otherwise). Kernels are ``njit(cache=True, nogil=True)`` and
+write into caller-owned buffers (``FoldedBand``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from firmware.dsp.band_kernels import (
+    GOERTZEL_BINS_PER_FFT_STAGE,
+    goertzel_eight_steps,
+    window_bins,
+)
+from firmware.dsp.kernels import push_history
+
+_JIT = numba.njit(cache=True, nogil=True, fastmath={"contract"})
+_INLINE = numba.njit(cache=True, nogil=True, fastmath={"contract"}, inline="always")
+#: the split: 16 rows of ``N / 16`` samples
+FOLD = 16
+#: lanes of one row's recursions are padded to a multiple of this (one AVX-512 register)
+LANE_WIDTH = 8
+#: the fold's cost in Goertzel lanes per row (measured at N = 4096: the fold took about as
+#: long as ten lanes of recursions per row)
+FOLD_COST_LANES = 10
+_C1 = math.cos(math.pi / 8)
+_C2 = math.sqrt(0.5)
+_C3 = math.sin(math.pi / 8)
+
+
+def foldable(fft_size: int) -> bool:
+    """True when an ``fft_size`` record splits into 16 rows of at least 8 samples."""
+    return fft_size % FOLD == 0 and fft_size // FOLD >= LANE_WIDTH
+
+
+def row_width(bins: int) -> int:
+    """Upper bound of the padded lanes per row for a band of ``bins`` consecutive bins.
+
+    A residue class mod 16 holds at most ``ceil(bins / 16)`` of them and a row serves two
+    classes (``s`` and ``16 - s``).
+    """
+    per_row = 2 * -(-bins // FOLD)
+    return -(-per_row // LANE_WIDTH) * LANE_WIDTH
+
+
+def folded_cheaper(bins: int, fft_size: int) -> bool:
+    """True when the folded path over ``bins`` consecutive bins is cheaper than an
+    ``fft_size`` real FFT: ``(row_width + FOLD_COST_LANES) * N`` against the FFT's cost in
+    the same units (``band_kernels.GOERTZEL_BINS_PER_FFT_STAGE * N * log2 N``)."""
+    cost = row_width(bins) + FOLD_COST_LANES
+    return cost <= GOERTZEL_BINS_PER_FFT_STAGE * math.log2(fft_size) + 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class FoldedBand:
+    """Everything ``folded_band_spectrum`` reads and writes for one band, allocated once.
+
+    ``work`` is ``(48, M)``: the 16 rows, then 32 rows of scratch for the fold's stages.
+    ``bank`` is ``(3, 16, W)``: ``2 cos(w)`` of each lane, then the two Goertzel states.
+    ``cbank`` is ``(3, 16, W)``: ``exp(1j w)``, ``exp(-1j w M)`` and the lanes' results.
+    ``lanes`` is ``(2, K)``: for bin ``first_bin + b``, the flat lane of its real row and of
+    its imaginary row (``-1``: none, for ``k = 0, 8 mod 16``); ``sign`` is ``+1`` or ``-1``
+    (the conjugate half). ``rect`` receives the ``K`` rectangular bins.
+    """
+
+    first_bin: int
+    work: np.ndarray
+    bank: np.ndarray
+    cbank: np.ndarray
+    lanes: np.ndarray
+    sign: np.ndarray
+    rect: np.ndarray
+
+    @classmethod
+    def plan(cls, first_bin: int, bins: int, fft_size: int) -> FoldedBand:
+        """Lay out the recursions for bins ``first_bin .. first_bin + bins - 1`` (any
+        integers: negative ones or ones past ``N / 2`` are the DTFT there)."""
+        if not foldable(fft_size):
+            raise ValueError(f"fft_size={fft_size} is not a multiple of {FOLD} with at "
+                             f"least {LANE_WIDTH} samples per row")
+        m = fft_size // FOLD
+        per_row: list[list[int]] = [[] for _ in range(FOLD)]
+        lanes = np.full((2, bins), -1, dtype=np.int64)
+        sign = np.ones(bins, dtype=np.float64)
+        placed: list[tuple[int, int, int]] = []
+        for b in range(bins):
+            k = first_bin + b
+            s = k % FOLD
+            if s > FOLD // 2:
+                s = FOLD - s
+                sign[b] = -1.0
+            imag_row = FOLD // 2 + s if 0 < s < FOLD // 2 else -1
+            per_row[s].append(k)
+            if imag_row >= 0:
+                per_row[imag_row].append(k)
+            placed.append((b, s, imag_row))
+        width = -(-max(len(row) for row in per_row) // LANE_WIDTH) * LANE_WIDTH
+        bank = np.zeros((3, FOLD, width), dtype=np.float64)
+        cbank = np.zeros((3, FOLD, width), dtype=np.complex128)
+        for r, ks in enumerate(per_row):
+            # padding lanes repeat a real bin (or DC): harmless, and never read back
+            padded = ks + [ks[0] if ks else 0] * (width - len(ks))
+            omega = 2.0 * np.pi * np.asarray(padded, dtype=np.float64) / fft_size
+            bank[0, r] = 2.0 * np.cos(omega)
+            cbank[0, r] = np.exp(1j * omega)
+            cbank[1, r] = np.exp(-1j * omega * m)
+        for b, real_row, imag_row in placed:
+            k = first_bin + b
+            lanes[0, b] = real_row * width + per_row[real_row].index(k)
+            if imag_row >= 0:
+                lanes[1, b] = imag_row * width + per_row[imag_row].index(k)
+        return cls(first_bin=first_bin, work=np.zeros((3 * FOLD, m)), bank=bank,
+                   cbank=cbank, lanes=lanes, sign=sign,
+                   rect=np.zeros(bins, dtype=np.complex128))
+
+
+@_INLINE
+def _sum_difference(a: np.ndarray, b: np.ndarray, total: np.ndarray,
+                    difference: np.ndarray) -> None:
+    """``total = a + b``, ``difference = a - b`` (distinct arrays: the loop vectorises)."""
+    for i in range(a.shape[0]):
+        ai = a[i]
+        bi = b[i]
+        total[i] = ai + bi
+        difference[i] = ai - bi
+
+
+@_INLINE
+def _four_terms(out: np.ndarray, w: np.ndarray, cw: float, p: np.ndarray, cp: float,
+                q: np.ndarray, cq: float, r: np.ndarray, cr: float) -> None:
+    """``out = cw w + cp p + cq q + cr r``."""
+    for i in range(out.shape[0]):
+        out[i] = cw * w[i] + cp * p[i] + cq * q[i] + cr * r[i]
+
+
+@_JIT
+def fold_record(x: np.ndarray, work: np.ndarray) -> None:
+    """``work[0:16]`` = the real rows of ``F_0 .. F_8`` (rows 0..8) and the imaginary rows
+    of ``F_1 .. F_7`` (rows 9..15) of the ``16 M`` samples ``x``; ``work[16:48]`` is scratch.
+
+    A 16-point real DFT down each column, split the usual way: with ``a_j = x_j + x_{16-j}``
+    and ``b_j = x_j - x_{16-j}``, ``Re F_s = x_0 + (-1)^s x_8 + sum_j a_j cos(pi j s / 8)``
+    and ``Im F_s = -sum_j b_j sin(pi j s / 8)``; pairing ``j`` with ``8 - j`` once more
+    leaves at most four terms per output.
+    """
+    m = work.shape[1]
+    t = work[FOLD:]
+    # t[0] = x0 + x8, t[8] = x0 - x8; t[j] = a_j, t[8 + j] = b_j (j = 1..7)
+    _sum_difference(x[0:m], x[8 * m:9 * m], t[0], t[8])
+    for j in range(1, 8):
+        _sum_difference(x[j * m:(j + 1) * m], x[(16 - j) * m:(17 - j) * m], t[j], t[8 + j])
+    # j with 8 - j (j = 1..3): a_j +- a_{8-j} -> t[16 + j], t[20 + j]; b likewise -> 24, 28
+    for j in range(1, 4):
+        _sum_difference(t[j], t[8 - j], t[16 + j], t[20 + j])
+        _sum_difference(t[8 + j], t[16 - j], t[24 + j], t[28 + j])
+    even, odd, a4, b4 = t[0], t[8], t[4], t[12]
+    ap1, ap2, ap3 = t[17], t[18], t[19]
+    am1, am2, am3 = t[21], t[22], t[23]
+    bp1, bp2, bp3 = t[25], t[26], t[27]
+    bm1, bm2, bm3 = t[29], t[30], t[31]
+    rows = work
+    c1, c2, c3 = _C1, _C2, _C3
+    # even residues: Re F_0, F_2, F_4, F_6, F_8 and Im F_2, F_4, F_6
+    _four_terms(rows[0], even, 1.0, a4, 1.0, ap1, 1.0, ap2, 1.0)
+    _four_terms(rows[8], even, 1.0, a4, 1.0, ap1, -1.0, ap2, 1.0)
+    for i in range(m):
+        rows[0, i] += ap3[i]
+        rows[8, i] -= ap3[i]
+    _four_terms(rows[2], even, 1.0, a4, -1.0, ap1, c2, ap3, -c2)
+    _four_terms(rows[6], even, 1.0, a4, -1.0, ap1, -c2, ap3, c2)
+    _four_terms(rows[4], even, 1.0, a4, 1.0, ap2, -1.0, ap2, 0.0)
+    _four_terms(rows[10], bm1, -c2, bm3, -c2, bm2, -1.0, bm2, 0.0)
+    _four_terms(rows[14], bm1, -c2, bm3, -c2, bm2, 1.0, bm2, 0.0)
+    _four_terms(rows[12], bm1, -1.0, bm3, 1.0, bm2, 0.0, bm2, 0.0)
+    # odd residues: Re and Im of F_1, F_3, F_5, F_7
+    _four_terms(rows[1], odd, 1.0, am1, c1, am2, c2, am3, c3)
+    _four_terms(rows[3], odd, 1.0, am1, c3, am2, -c2, am3, -c1)
+    _four_terms(rows[5], odd, 1.0, am1, -c3, am2, -c2, am3, c1)
+    _four_terms(rows[7], odd, 1.0, am1, -c1, am2, c2, am3, -c3)
+    _four_terms(rows[9], b4, -1.0, bp1, -c3, bp2, -c2, bp3, -c1)
+    _four_terms(rows[11], b4, 1.0, bp1, -c1, bp2, -c2, bp3, c3)
+    _four_terms(rows[13], b4, -1.0, bp1, -c1, bp2, c2, bp3, c3)
+    _four_terms(rows[15], b4, 1.0, bp1, -c3, bp2, c2, bp3, -c1)
+
+
+@_JIT
+def row_recursions(work: np.ndarray, bank: np.ndarray, cbank: np.ndarray) -> None:
+    """Goertzel recursions over the 16 rows of ``work``: ``cbank[2, r, l]`` becomes
+    ``sum_n work[r, n] exp(-1j w n)`` for lane ``l``'s frequency ``w``.
+
+    A recursion of ``M`` steps ends at ``exp(1j w M) sum_n row[n] exp(-1j w n)`` (the bins'
+    frequencies are not on the row's own grid), hence the ``exp(-1j w M)`` factor. Eight
+    samples per pass (``band_kernels.goertzel_eight_steps``), as ``goertzel_bins`` does.
+    """
+    m = work.shape[1]
+    width = bank.shape[2]
+    coef = bank[0]
+    u = bank[1]
+    v = bank[2]
+    for r in range(FOLD):
+        for j in range(width):
+            u[r, j] = 0.0  # s[n - 1]
+            v[r, j] = 0.0  # s[n - 2]
+    head = m - m % 8
+    for i in range(0, head, 8):
+        for r in range(FOLD):
+            row = work[r]
+            x0 = row[i]
+            x1 = row[i + 1]
+            x2 = row[i + 2]
+            x3 = row[i + 3]
+            x4 = row[i + 4]
+            x5 = row[i + 5]
+            x6 = row[i + 6]
+            x7 = row[i + 7]
+            goertzel_eight_steps(coef[r], u[r], v[r], x0, x1, x2, x3, x4, x5, x6, x7)
+    for i in range(head, m):
+        for r in range(FOLD):
+            xi = work[r, i]
+            for j in range(width):
+                s = coef[r, j] * u[r, j] + (xi - v[r, j])
+                v[r, j] = u[r, j]
+                u[r, j] = s
+    for r in range(FOLD):
+        for j in range(width):
+            cbank[2, r, j] = cbank[1, r, j] * (cbank[0, r, j] * u[r, j] - v[r, j])
+
+
+@_JIT
+def folded_bins(x: np.ndarray, work: np.ndarray, bank: np.ndarray, cbank: np.ndarray,
+                lanes: np.ndarray, sign: np.ndarray, rect: np.ndarray) -> None:
+    """``rect[b] = sum_n x[n] exp(-2 pi i (first_bin + b) n / N)``: the planned bins of the
+    ``N``-sample record ``x`` (``FoldedBand.plan`` laid out ``work .. rect``)."""
+    fold_record(x, work)
+    row_recursions(work, bank, cbank)
+    results = cbank[2].ravel()
+    for b in range(rect.shape[0]):
+        value = results[lanes[0, b]]
+        imag_lane = lanes[1, b]
+        if imag_lane >= 0:
+            g = results[imag_lane]
+            # value + sign * 1j * g
+            value = complex(value.real - sign[b] * g.imag, value.imag + sign[b] * g.real)
+        rect[b] = value
+
+
+@_JIT
+def folded_band_spectrum(
+    history: np.ndarray, x: np.ndarray, work: np.ndarray, bank: np.ndarray,
+    cbank: np.ndarray, lanes: np.ndarray, sign: np.ndarray, rect: np.ndarray,
+    kernel: np.ndarray, lo: int, hi: int, spectrum: np.ndarray,
+) -> None:
+    """The peak finder's band path in one dispatch: the newest ``len(history)`` samples of
+    ``history`` + ``x`` become the new ``history``, go through ``folded_bins`` and are
+    windowed by ``band_kernels.window_bins`` into ``spectrum[lo:hi + 1]`` (the planned bins
+    start at ``lo - half``)."""
+    push_history(history, x)
+    folded_bins(history, work, bank, cbank, lanes, sign, rect)
+    half = kernel.shape[0] // 2
+    window_bins(rect, kernel, half, lo, hi, lo - half, spectrum)
