@@ -145,11 +145,15 @@ class AudioSource(ABC):
             raise SourceError(f"{self.kind}: read() on a source that is not open; call open()")
         if self._ended:
             return None
+        if self.realtime:
+            # as a capture device does, hand out a period once it has elapsed, and make its
+            # samples then: filling first and sleeping after kept the loop busy (the
+            # simulator's synthesis, ~0.7 ms) right when the control loop had just been woken
+            # for the previous frame's results, which delayed every action by that much
+            self._pacer.wait()
         if not self._fill(frame):
             self._ended = True
             return None
-        if self.realtime:
-            self._pacer.wait()
         frame.sequence = self._sequence
         frame.timestamp = time.monotonic()
         frame.wall_time = time.time()

@@ -176,6 +176,25 @@ def test_a_realtime_source_is_paced_to_its_frame_period() -> None:
     assert source.get_status()["realtime"] is True
 
 
+def test_a_realtime_source_makes_a_period_after_it_has_elapsed() -> None:
+    """As a capture device: wait for the period, then produce it (producing first kept the
+    DSP thread busy right after the control loop had been woken for the last results)."""
+    source = Counting(length=2, sample_rate=8000, frame_size=400, realtime=True)
+    fake = FakeClock()
+
+    def sleep(s: float) -> None:
+        source.calls.append("sleep")
+        fake.sleep(s)
+
+    with source:
+        source._pacer = RealtimePacer(0.05, clock=fake.clock, sleep=sleep)
+        source.read()
+        source.read()
+    waits_and_fills = [c for c in source.calls if c in ("sleep", "fill")]
+    # each frame waits for its period to elapse, then is made
+    assert waits_and_fills == ["sleep", "fill", "sleep", "fill"]
+
+
 class FakeClock:
     """Time that moves only when the pacer sleeps (or the test moves it)."""
 
