@@ -22,7 +22,7 @@ computing all 16 outputs from 16 input rows has too many possibly-aliasing point
 vectoriser's run-time checks and runs scalar, three times slower.
 
 Exact to rounding (the shorter recursions are more accurate than the bank's, ~1e-14 of the
-largest bin). ``PeakFinder`` uses it for the band path whenever ``N`` is a multiple of 16
+largest bin). ``PeakFinder`` uses it for the band path whenever ``N`` is a multiple of 128
 (``band_kernels.goertzel_bins`` otherwise). Kernels are ``njit(cache=True, nogil=True)`` and
 write into caller-owned buffers (``FoldedBand``).
 """
@@ -43,7 +43,6 @@ from firmware.dsp.band_kernels import (
 from firmware.dsp.kernels import push_history
 
 _JIT = numba.njit(cache=True, nogil=True, fastmath={"contract"})
-_INLINE = numba.njit(cache=True, nogil=True, fastmath={"contract"}, inline="always")
 #: the split: 16 rows of ``N / 16`` samples
 FOLD = 16
 #: lanes of one row's recursions are padded to a multiple of this (one AVX-512 register)
@@ -57,8 +56,9 @@ _C3 = math.sin(math.pi / 8)
 
 
 def foldable(fft_size: int) -> bool:
-    """True when an ``fft_size`` record splits into 16 rows of at least 8 samples."""
-    return fft_size % FOLD == 0 and fft_size // FOLD >= LANE_WIDTH
+    """True when an ``fft_size`` record splits into 16 rows of a multiple of 8 samples (the
+    recursions take eight samples per pass, with no remainder loop: less code to load)."""
+    return fft_size % (FOLD * 8) == 0
 
 
 def row_width(bins: int) -> int:
@@ -104,8 +104,8 @@ class FoldedBand:
         """Lay out the recursions for bins ``first_bin .. first_bin + bins - 1`` (any
         integers: negative ones or ones past ``N / 2`` are the DTFT there)."""
         if not foldable(fft_size):
-            raise ValueError(f"fft_size={fft_size} is not a multiple of {FOLD} with at "
-                             f"least {LANE_WIDTH} samples per row")
+            raise ValueError(f"fft_size={fft_size} is not a multiple of {FOLD} rows of a "
+                             f"multiple of 8 samples")
         m = fft_size // FOLD
         per_row: list[list[int]] = [[] for _ in range(FOLD)]
         lanes = np.full((2, bins), -1, dtype=np.int64)
@@ -142,23 +142,36 @@ class FoldedBand:
                    rect=np.zeros(bins, dtype=np.complex128))
 
 
-@_INLINE
-def _sum_difference(a: np.ndarray, b: np.ndarray, total: np.ndarray,
-                    difference: np.ndarray) -> None:
-    """``total = a + b``, ``difference = a - b`` (distinct arrays: the loop vectorises)."""
-    for i in range(a.shape[0]):
-        ai = a[i]
-        bi = b[i]
-        total[i] = ai + bi
-        difference[i] = ai - bi
-
-
-@_INLINE
-def _four_terms(out: np.ndarray, w: np.ndarray, cw: float, p: np.ndarray, cp: float,
-                q: np.ndarray, cq: float, r: np.ndarray, cr: float) -> None:
-    """``out = cw w + cp p + cq q + cr r``."""
-    for i in range(out.shape[0]):
-        out[i] = cw * w[i] + cp * p[i] + cq * q[i] + cr * r[i]
+# Stage 3 of the fold: output row r = sum of five scratch rows _TERM_ROWS[r] (slots of
+# ``fold_record``'s scratch, see there) weighted by _TERM_WEIGHTS[r]; unused terms weigh 0.
+_E, _O, _A4, _B4 = 0, 8, 4, 12
+_AP, _AM, _BP, _BM = 16, 20, 24, 28  # + j for j = 1..3
+_TERMS = (
+    # even residues: Re F_0, F_8, F_2, F_6, F_4, then Im F_2, F_6, F_4
+    (0, ((_E, 1.0), (_A4, 1.0), (_AP + 1, 1.0), (_AP + 2, 1.0), (_AP + 3, 1.0))),
+    (8, ((_E, 1.0), (_A4, 1.0), (_AP + 1, -1.0), (_AP + 2, 1.0), (_AP + 3, -1.0))),
+    (2, ((_E, 1.0), (_A4, -1.0), (_AP + 1, _C2), (_AP + 3, -_C2))),
+    (6, ((_E, 1.0), (_A4, -1.0), (_AP + 1, -_C2), (_AP + 3, _C2))),
+    (4, ((_E, 1.0), (_A4, 1.0), (_AP + 2, -1.0))),
+    (10, ((_BM + 1, -_C2), (_BM + 3, -_C2), (_BM + 2, -1.0))),
+    (14, ((_BM + 1, -_C2), (_BM + 3, -_C2), (_BM + 2, 1.0))),
+    (12, ((_BM + 1, -1.0), (_BM + 3, 1.0))),
+    # odd residues: Re F_1, F_3, F_5, F_7, then Im F_1, F_3, F_5, F_7
+    (1, ((_O, 1.0), (_AM + 1, _C1), (_AM + 2, _C2), (_AM + 3, _C3))),
+    (3, ((_O, 1.0), (_AM + 1, _C3), (_AM + 2, -_C2), (_AM + 3, -_C1))),
+    (5, ((_O, 1.0), (_AM + 1, -_C3), (_AM + 2, -_C2), (_AM + 3, _C1))),
+    (7, ((_O, 1.0), (_AM + 1, -_C1), (_AM + 2, _C2), (_AM + 3, -_C3))),
+    (9, ((_B4, -1.0), (_BP + 1, -_C3), (_BP + 2, -_C2), (_BP + 3, -_C1))),
+    (11, ((_B4, 1.0), (_BP + 1, -_C1), (_BP + 2, -_C2), (_BP + 3, _C3))),
+    (13, ((_B4, -1.0), (_BP + 1, -_C1), (_BP + 2, _C2), (_BP + 3, _C3))),
+    (15, ((_B4, 1.0), (_BP + 1, -_C3), (_BP + 2, _C2), (_BP + 3, -_C1))),
+)
+_TERM_ROWS = np.zeros((FOLD, 5), dtype=np.int64)
+_TERM_WEIGHTS = np.zeros((FOLD, 5), dtype=np.float64)
+for _row, _terms in _TERMS:
+    for _t, (_slot, _weight) in enumerate(_terms):
+        _TERM_ROWS[_row, _t] = _slot
+        _TERM_WEIGHTS[_row, _t] = _weight
 
 
 @_JIT
@@ -169,46 +182,52 @@ def fold_record(x: np.ndarray, work: np.ndarray) -> None:
     A 16-point real DFT down each column, split the usual way: with ``a_j = x_j + x_{16-j}``
     and ``b_j = x_j - x_{16-j}``, ``Re F_s = x_0 + (-1)^s x_8 + sum_j a_j cos(pi j s / 8)``
     and ``Im F_s = -sum_j b_j sin(pi j s / 8)``; pairing ``j`` with ``8 - j`` once more
-    leaves at most four terms per output.
+    leaves at most five terms per output (``_TERMS``). Each stage is one loop over whole
+    rows, written once and run for every row (compiled code stays small: each inlined copy
+    of a vectorised loop costs resident memory when the kernel is loaded).
     """
     m = work.shape[1]
     t = work[FOLD:]
-    # t[0] = x0 + x8, t[8] = x0 - x8; t[j] = a_j, t[8 + j] = b_j (j = 1..7)
-    _sum_difference(x[0:m], x[8 * m:9 * m], t[0], t[8])
-    for j in range(1, 8):
-        _sum_difference(x[j * m:(j + 1) * m], x[(16 - j) * m:(17 - j) * m], t[j], t[8 + j])
-    # j with 8 - j (j = 1..3): a_j +- a_{8-j} -> t[16 + j], t[20 + j]; b likewise -> 24, 28
-    for j in range(1, 4):
-        _sum_difference(t[j], t[8 - j], t[16 + j], t[20 + j])
-        _sum_difference(t[8 + j], t[16 - j], t[24 + j], t[28 + j])
-    even, odd, a4, b4 = t[0], t[8], t[4], t[12]
-    ap1, ap2, ap3 = t[17], t[18], t[19]
-    am1, am2, am3 = t[21], t[22], t[23]
-    bp1, bp2, bp3 = t[25], t[26], t[27]
-    bm1, bm2, bm3 = t[29], t[30], t[31]
-    rows = work
-    c1, c2, c3 = _C1, _C2, _C3
-    # even residues: Re F_0, F_2, F_4, F_6, F_8 and Im F_2, F_4, F_6
-    _four_terms(rows[0], even, 1.0, a4, 1.0, ap1, 1.0, ap2, 1.0)
-    _four_terms(rows[8], even, 1.0, a4, 1.0, ap1, -1.0, ap2, 1.0)
-    for i in range(m):
-        rows[0, i] += ap3[i]
-        rows[8, i] -= ap3[i]
-    _four_terms(rows[2], even, 1.0, a4, -1.0, ap1, c2, ap3, -c2)
-    _four_terms(rows[6], even, 1.0, a4, -1.0, ap1, -c2, ap3, c2)
-    _four_terms(rows[4], even, 1.0, a4, 1.0, ap2, -1.0, ap2, 0.0)
-    _four_terms(rows[10], bm1, -c2, bm3, -c2, bm2, -1.0, bm2, 0.0)
-    _four_terms(rows[14], bm1, -c2, bm3, -c2, bm2, 1.0, bm2, 0.0)
-    _four_terms(rows[12], bm1, -1.0, bm3, 1.0, bm2, 0.0, bm2, 0.0)
-    # odd residues: Re and Im of F_1, F_3, F_5, F_7
-    _four_terms(rows[1], odd, 1.0, am1, c1, am2, c2, am3, c3)
-    _four_terms(rows[3], odd, 1.0, am1, c3, am2, -c2, am3, -c1)
-    _four_terms(rows[5], odd, 1.0, am1, -c3, am2, -c2, am3, c1)
-    _four_terms(rows[7], odd, 1.0, am1, -c1, am2, c2, am3, -c3)
-    _four_terms(rows[9], b4, -1.0, bp1, -c3, bp2, -c2, bp3, -c1)
-    _four_terms(rows[11], b4, 1.0, bp1, -c1, bp2, -c2, bp3, c3)
-    _four_terms(rows[13], b4, -1.0, bp1, -c1, bp2, c2, bp3, c3)
-    _four_terms(rows[15], b4, 1.0, bp1, -c3, bp2, c2, bp3, -c1)
+    # scratch slots: 0 = x0 + x8, 8 = x0 - x8; j = a_j, 8 + j = b_j (j = 1..7)
+    for j in range(8):
+        partner = 8 if j == 0 else 16 - j
+        a = x[j * m:(j + 1) * m]
+        b = x[partner * m:(partner + 1) * m]
+        total = t[j]
+        difference = t[8 + j]
+        for i in range(m):
+            ai = a[i]
+            bi = b[i]
+            total[i] = ai + bi
+            difference[i] = ai - bi
+    # j with 8 - j (j = 1..3): a_j +- a_{8-j} -> slots 16 + j, 20 + j; b_j +- b_{8-j} ->
+    # slots 24 + j, 28 + j
+    for pair in range(6):
+        j = 1 + pair % 3
+        base = 0 if pair < 3 else 8  # the a or the b slots
+        a = t[base + j]
+        b = t[base + 8 - j]
+        total = t[_AP + base + j]  # ap_j or bp_j
+        difference = t[_AM + base + j]  # am_j or bm_j
+        for i in range(m):
+            ai = a[i]
+            bi = b[i]
+            total[i] = ai + bi
+            difference[i] = ai - bi
+    for r in range(FOLD):
+        p0 = t[_TERM_ROWS[r, 0]]
+        p1 = t[_TERM_ROWS[r, 1]]
+        p2 = t[_TERM_ROWS[r, 2]]
+        p3 = t[_TERM_ROWS[r, 3]]
+        p4 = t[_TERM_ROWS[r, 4]]
+        w0 = _TERM_WEIGHTS[r, 0]
+        w1 = _TERM_WEIGHTS[r, 1]
+        w2 = _TERM_WEIGHTS[r, 2]
+        w3 = _TERM_WEIGHTS[r, 3]
+        w4 = _TERM_WEIGHTS[r, 4]
+        out = work[r]
+        for i in range(m):
+            out[i] = w0 * p0[i] + w1 * p1[i] + w2 * p2[i] + w3 * p3[i] + w4 * p4[i]
 
 
 @_JIT
@@ -229,8 +248,7 @@ def row_recursions(work: np.ndarray, bank: np.ndarray, cbank: np.ndarray) -> Non
         for j in range(width):
             u[r, j] = 0.0  # s[n - 1]
             v[r, j] = 0.0  # s[n - 2]
-    head = m - m % 8
-    for i in range(0, head, 8):
+    for i in range(0, m, 8):  # foldable(): m is a multiple of 8
         for r in range(FOLD):
             row = work[r]
             x0 = row[i]
@@ -242,13 +260,6 @@ def row_recursions(work: np.ndarray, bank: np.ndarray, cbank: np.ndarray) -> Non
             x6 = row[i + 6]
             x7 = row[i + 7]
             goertzel_eight_steps(coef[r], u[r], v[r], x0, x1, x2, x3, x4, x5, x6, x7)
-    for i in range(head, m):
-        for r in range(FOLD):
-            xi = work[r, i]
-            for j in range(width):
-                s = coef[r, j] * u[r, j] + (xi - v[r, j])
-                v[r, j] = u[r, j]
-                u[r, j] = s
     for r in range(FOLD):
         for j in range(width):
             cbank[2, r, j] = cbank[1, r, j] * (cbank[0, r, j] * u[r, j] - v[r, j])

@@ -6,7 +6,7 @@ spectrum's bins, find the largest bin in the search range, then refine between b
 * **Spectrum.** Only the bins of the search and noise ranges are used. When they are a few
   hundred or fewer (the default 600 Hz band at 48 kHz / 4096: 57 bins of 2049) the band path
   computes exactly those rectangular bins, by the 16-fold split of ``folded_dft`` (a Goertzel
-  bank over the whole record, ``band_kernels``, when ``fft_size`` is not a multiple of 16),
+  bank over the whole record, ``band_kernels``, when ``fft_size`` is not a multiple of 128),
   and applies the window as a short convolution in frequency; otherwise the windowed record
   goes through numpy's real FFT. ``spectrum="auto"`` picks by a measured cost model; both
   paths give the same bins to ~1e-12.
@@ -254,7 +254,7 @@ class PeakFinder:
         The band path computes the rectangular bins ``mag_lo - half .. mag_hi + half`` and
         windows them by convolving with the window's DFT, which has ``2 * half + 1`` taps for
         every cosine-sum window (all of ``WINDOWS``). The bins come from the 16-fold split
-        (``folded_dft``) when ``fft_size`` is a multiple of 16, else from a Goertzel bank over
+        (``folded_dft``) when ``fft_size`` is a multiple of 128, else from a Goertzel bank over
         the whole record. ``auto`` takes the band path when the cost model
         (``folded_dft.folded_cheaper``, ``band_kernels.band_dft_cheaper``) says it is cheaper
         than the FFT.
@@ -295,7 +295,7 @@ class PeakFinder:
     @property
     def band_form(self) -> Literal["folded", "bank"] | None:
         """The band path's form: ``folded`` (16-fold split, ``folded_dft``), ``bank``
-        (Goertzel bank over the record, for sizes not a multiple of 16); None on the FFT."""
+        (Goertzel bank over the record, for sizes not a multiple of 128); None on the FFT."""
         if not self._band:
             return None
         return "folded" if self._folded is not None else "bank"

@@ -43,7 +43,7 @@ class PeakFinderParams(StrictModel):
         "the band)")
     spectrum: Literal["auto", "fft", "band"] = Field(
         "auto", description="band: only the searched and noise bins (16-fold split, or a "
-        "Goertzel bank when fft_size is not a multiple of 16); fft: full FFT; auto: whichever "
+        "Goertzel bank when fft_size is not a multiple of 128); fft: full FFT; auto: whichever "
         "the cost model says is cheaper (same result)")
 
     @model_validator(mode="after")
