@@ -2,7 +2,8 @@
 
 One *evaluator* task drains the ResultFeed when the DSP thread wakes it, coalesces the batch
 to the newest result per node, feeds each action's trigger engine with its monitored nodes
-and queues the resulting events. Per action an *actor* task runs those events one at a time,
+and queues the resulting events; the updates (``on_update``) follow once those events are
+done, or after ``UPDATE_DEFER_S``. Per action an *actor* task runs those events one at a time,
 in order: a slow webhook delays that action's own events, never another action, never trigger
 evaluation, never the DSP thread. After a drain the evaluator lets ``min_gap_s`` pass before
 the next one (the appliance sets half a frame's duration), so a DSP loop running far faster
@@ -28,6 +29,8 @@ from firmware.actions.triggers import TriggerEvent
 log = logging.getLogger("pafw.control")
 
 EVENT_QUEUE_SIZE = 1000
+#: the longest updates wait for the events of the same batch to finish (a slow action's)
+UPDATE_DEFER_S = 0.01
 
 
 class _Lane:
@@ -143,6 +146,7 @@ class ControlLoop:
             newest = newest_per_node(batch)
             now = time.monotonic()
             updated = []
+            acting: list[_Lane] = []
             for lane in self._lanes:
                 handler = lane.handler
                 mine = [r for r in newest.values() if r.node_id in handler.monitored]
@@ -150,13 +154,32 @@ class ControlLoop:
                     continue
                 handler.coalesced += sum(r.node_id in handler.monitored
                                          for r in batch) - len(mine)
-                lane.queue_events(handler.evaluate(mine, now))
+                events = handler.evaluate(mine, now)
+                if events:
+                    lane.queue_events(events)
+                    acting.append(lane)
                 updated.append(handler)
-            # events first: let the actors start on them before any update is delivered
-            await asyncio.sleep(0)
+            waited = await self._let_events_finish(acting) if acting else 0.0
             for handler in updated:
                 await handler.run_update()
-            await asyncio.sleep(self.min_gap_s)
+            await asyncio.sleep(max(0.0, self.min_gap_s - waited))
+
+    async def _let_events_finish(self, acting: list[_Lane]) -> float:
+        """Give the events just queued the loop to themselves, up to ``UPDATE_DEFER_S``;
+        returns the seconds waited.
+
+        An event's latency is its action's round trips (a Python worker's answer, a
+        webhook's reply) and the loop's turns between them; delivering updates (a dict of
+        every monitored result per action, serialised for a worker) in the middle of those
+        turns put them on every event's path. Updates only refresh what the actions see, so
+        they go out once the events are done, or after the bound when an action is slow.
+        """
+        start = time.monotonic()
+        joins = [asyncio.ensure_future(lane.events.join()) for lane in acting]
+        _done, pending = await asyncio.wait(joins, timeout=UPDATE_DEFER_S)
+        for join in pending:
+            join.cancel()
+        return time.monotonic() - start
 
     async def _act(self, lane: _Lane) -> None:
         while True:

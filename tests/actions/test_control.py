@@ -336,3 +336,34 @@ def test_an_event_is_acted_on_first_and_recorded_before_its_outcome(rig: Rig) ->
         assert kinds[-2:] == ["trigger", "outcome"], (handler.node_id, kinds)
         assert [e.kind for e in rig.ctx.events.entries() if e.action_id == handler.node_id
                 ][-2:] == ["trigger", "outcome"]
+
+
+def test_updates_follow_the_events_of_their_batch_unless_an_action_is_slow(rig: Rig) -> None:
+    """An event's round trips get the loop first; the batch's updates go out after them, or
+    after the bound when the action takes longer."""
+    quick = rig.handler("quick", ["conc"])
+    quick.event_s = 0.003  # waits like a worker's answer
+    order: list[str] = []
+    acting, updating = quick.on_event, quick.on_update
+
+    async def on_event(event: TriggerEvent) -> bool:
+        done = await acting(event)
+        order.append("event done")
+        return done
+
+    async def on_update(latest: dict[str, ComputingResult]) -> None:
+        order.append("update")
+        await updating(latest)
+
+    quick.on_event = on_event  # type: ignore[method-assign]
+    quick.on_update = on_update  # type: ignore[method-assign]
+    slow = rig.handler("slow", ["conc2"])
+    slow.gate.clear()
+    rig.start()
+    rig.send("conc", 150.0, handler=quick)
+    wait_until(lambda: "update" in order, what="the quick action's update")
+    assert order[:2] == ["event done", "update"]
+    rig.send("conc2", 150.0, handler=slow)
+    # the slow action's event hangs; its update still arrives, after the bound
+    wait_until(lambda: len(slow.seen_updates) == 1, what="the slow action's update")
+    assert slow.in_event.is_set() and slow.handled == []
