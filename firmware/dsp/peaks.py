@@ -105,7 +105,8 @@ class PeakFinder:
     whose raw frequency lies within ``coherence_tolerance_hz`` (default: two bins) of this one;
     0 when nothing is detected. ``spectrum`` chooses how the bins are computed (``auto``,
     ``fft`` or ``band``, see the module docstring), ``amplitude_estimator`` how the amplitude
-    is (``matched`` or ``window``).
+    is (``matched`` or ``window``). ``fold=False`` keeps the band path on the Goertzel bank
+    even where the 16-fold split applies (``pafw bench`` times the two side by side).
 
     >>> import numpy as np
     >>> pf = PeakFinder(sample_rate=48000, frequency_min_hz=1500.0, frequency_max_hz=2500.0)
@@ -130,6 +131,7 @@ class PeakFinder:
         smoothing: float = 1.0,
         spectrum: SpectrumMethod = "auto",
         amplitude_estimator: AmplitudeEstimator = "matched",
+        fold: bool = True,
     ) -> None:
         if not math.isfinite(sample_rate) or sample_rate <= 0:
             raise DspError(f"sample_rate={sample_rate!r} must be a positive number of Hz")
@@ -215,7 +217,7 @@ class PeakFinder:
         self._history = np.zeros(fft_size, dtype=np.float64)
         self._windowed = np.zeros(fft_size, dtype=np.float64)
         self._spectrum = np.zeros(fft_size // 2 + 1, dtype=np.complex128)
-        self._setup_band_path(spectrum)
+        self._setup_band_path(spectrum, fold=fold)
         self._matched = amplitude_estimator == "matched"
         self._omega_per_bin = 2.0 * math.pi / fft_size
         self._lanes = np.zeros((4, band_kernels.BLOCK), dtype=np.float64)
@@ -248,7 +250,7 @@ class PeakFinder:
         self._recent: list[float] = [math.nan] * coherence_frames
         self.reset()
 
-    def _setup_band_path(self, spectrum: SpectrumMethod) -> None:
+    def _setup_band_path(self, spectrum: SpectrumMethod, *, fold: bool) -> None:
         """Decide between the full FFT and the band's own bins; allocate the band path.
 
         The band path computes the rectangular bins ``mag_lo - half .. mag_hi + half`` and
@@ -270,7 +272,8 @@ class PeakFinder:
         bins = -(-needed // 8) * 8
         if spectrum == "band" and not sparse:  # pragma: no cover - every WINDOWS entry is sparse
             raise DspError(f"window={self.window_name!r} is not a cosine sum: no band path")
-        cheaper = (folded_dft.folded_cheaper(needed, n) if folded_dft.foldable(n)
+        folds = fold and folded_dft.foldable(n)
+        cheaper = (folded_dft.folded_cheaper(needed, n) if folds
                    else band_kernels.band_dft_cheaper(bins, n))
         self._band = sparse and (spectrum == "band" or (spectrum == "auto" and cheaper))
         self._half = half
@@ -278,7 +281,7 @@ class PeakFinder:
         self._kernel = np.ascontiguousarray(
             [w_dft[j % n] for j in range(-half, half + 1)], dtype=np.float64)
         self._folded = (folded_dft.FoldedBand.plan(self._first_bin, needed, n)
-                        if self._band and folded_dft.foldable(n) else None)
+                        if self._band and folds else None)
         ks = np.arange(self._first_bin, self._first_bin + bins)
         omega = 2.0 * math.pi * ks / n
         self._bank = np.zeros((3, bins), dtype=np.float64)  # 2 cos(w), two state rows

@@ -43,10 +43,10 @@ def test_the_lane_pipeline_filters_what_the_floor_filters() -> None:
     np.testing.assert_allclose(lanes.out[0], expected, rtol=0, atol=1e-12)
 
 
-def test_peak_finder_paths_are_the_band_and_the_fft() -> None:
+def test_peak_finder_paths_are_the_split_the_bank_and_the_fft() -> None:
     finders = _peak_finders(load_config(None))
-    assert {name: f.spectrum_method for name, f in finders.items()} == {
-        "band": "band", "fft": "fft"}
+    assert {name: (f.spectrum_method, f.band_form) for name, f in finders.items()} == {
+        "band": ("band", "folded"), "bank": ("band", "bank"), "fft": ("fft", None)}
 
 
 def test_report_names_the_floor_and_the_ratios() -> None:
@@ -59,13 +59,15 @@ def test_report_names_the_floor_and_the_ratios() -> None:
         "speedup_vs_reference": 7.0, "graph_over_floor": 2.67,
         "cold_us_per_frame": {"graph": 45.0, "reference": 290.0},
         "cold_speedup_vs_reference": 6.44,
-        "peak_finder_us": {"band": 18.0, "fft": 29.0}, "peak_finder_fft_over_band": 1.61,
+        "peak_finder_us": {"band": 18.0, "bank": 25.0, "fft": 29.0},
+        "peak_finder_fft_over_band": 1.61, "peak_finder_bank_over_band": 1.39,
         "p50_us_per_frame": {"graph": 38.0, "reference": 270.0, "floor": 14.0},
         "p50_speedup_vs_reference": 7.11, "p50_graph_over_floor": 2.71,
         "first_result_s": 2.0, "per_node_us": {"bandpass": 15.0},
     }
     report = format_report(figures)
     assert "floor (4-section biquad)" in report and "graph / floor" in report
+    assert "(Goertzel bank 25.0: 1.39x; full FFT path 29.0: 1.61x)" in report
     assert "1.61x" in report and "7.11x the reference, 2.71x the floor" in report
     assert "from a cache-cold array:    graph 45.0, reference 290.0 us/frame: 6.44x" in report
     assert "band-pass in four lanes:" in report and "(2.00x under the floor)" in report
