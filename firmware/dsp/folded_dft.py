@@ -17,9 +17,9 @@ record needs ``K N``. The recursions of one row share their input, so each row's
 one vector (a width of eight, padded).
 
 The fold is done in stages over whole rows (pairs ``x_j +- x_{16-j}``, then pairs of pairs,
-then the 16 outputs as four-term sums), each a loop that LLVM vectorises: a single loop
-computing all 16 outputs from 16 input rows has too many possibly-aliasing pointers for the
-vectoriser's run-time checks and runs scalar, three times slower.
+then the 16 outputs as five-term sums from a table), each a loop that LLVM vectorises: a
+single loop computing all 16 outputs from 16 input rows has too many possibly-aliasing
+pointers for the vectoriser's run-time checks and runs scalar, five times slower.
 
 Exact to rounding (the shorter recursions are more accurate than the bank's, ~1e-14 of the
 largest bin). ``PeakFinder`` uses it for the band path whenever ``N`` is a multiple of 128
@@ -166,12 +166,21 @@ _TERMS = (
     (13, ((_B4, -1.0), (_BP + 1, -_C1), (_BP + 2, _C2), (_BP + 3, _C3))),
     (15, ((_B4, 1.0), (_BP + 1, -_C3), (_BP + 2, _C2), (_BP + 3, -_C1))),
 )
-_TERM_ROWS = np.zeros((FOLD, 5), dtype=np.int64)
-_TERM_WEIGHTS = np.zeros((FOLD, 5), dtype=np.float64)
-for _row, _terms in _TERMS:
-    for _t, (_slot, _weight) in enumerate(_terms):
-        _TERM_ROWS[_row, _t] = _slot
-        _TERM_WEIGHTS[_row, _t] = _weight
+
+
+def _term_tables() -> tuple[np.ndarray, np.ndarray]:
+    """``_TERMS`` as two ``(16, 5)`` arrays (slots, weights) that the kernel reads as
+    constants."""
+    slots = np.zeros((FOLD, 5), dtype=np.int64)
+    weights = np.zeros((FOLD, 5), dtype=np.float64)
+    for row, terms in _TERMS:
+        for t, (slot, weight) in enumerate(terms):
+            slots[row, t] = slot
+            weights[row, t] = weight
+    return slots, weights
+
+
+_TERM_ROWS, _TERM_WEIGHTS = _term_tables()
 
 
 @_JIT
