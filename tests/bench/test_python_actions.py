@@ -10,7 +10,7 @@ from firmware.bench.python_actions import format_python_report, run_python_bench
 
 
 def test_every_figure_is_measured_and_reported() -> None:
-    figures = run_python_bench(seconds=1.0, frames=24, rounds=1, reloads=1)
+    figures = run_python_bench(seconds=1.0, frames=24, rounds=2, reloads=1, round_s=0.02)
     latency, dsp, reload = figures["latency"], figures["dsp"], figures["reload"]
     for phase in ("entry", "return"):
         timing = latency[phase]
@@ -22,6 +22,9 @@ def test_every_figure_is_measured_and_reported() -> None:
     assert dsp["workers_running"] == 4, "the measured appliance ran its four scripts"
     for key in ("realtime_factor_with", "realtime_factor_without", "throughput_ratio"):
         assert math.isfinite(dsp[key]) and dsp[key] > 0
+    assert dsp["rounds"] == 2 and dsp["passes_per_round"] >= 1
+    low, high = dsp["throughput_ratio_range"]
+    assert low <= dsp["throughput_ratio"] <= high
     assert reload["count"] == 1 and reload["p50_ms"] > 0
     report = format_python_report(figures).splitlines()
     assert [line.split(" ")[0] for line in report] == ["trigger", "trigger", "worker:", "DSP",
