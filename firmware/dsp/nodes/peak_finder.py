@@ -17,8 +17,6 @@ from firmware.errors import ConfigError, DspError, NodeParameterError
 from firmware.state import ComputingResult
 from firmware.strict_model import StrictModel
 
-_NAN = math.nan
-
 
 class PeakFinderParams(StrictModel):
     """Search ``frequency_min``..``frequency_max`` Hz of an ``fft_size``-point spectrum, or
@@ -131,7 +129,7 @@ class PeakFinderNode(Node):
         self._state.publish(ComputingResult(
             self.node_id, self.result_kind, frame.wall_time, frame.timestamp, frame.sequence,
             peak.detected, peak.frequency_hz, peak.amplitude, peak.amplitude_db, peak.snr_db,
-            peak.coherence, _NAN, _NAN, None, False, marks.phase, marks.flags))
+            peak.coherence, math.nan, math.nan, None, False, marks.phase, marks.flags))
         return signal
 
     def get_status(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ each field here gets a value no other field holds, and is checked by its name.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -19,10 +20,13 @@ PEAK_PARAMS = {"fft_size": N, "frequency_min": 1500.0, "frequency_max": 2500.0,
                "coherence_frames": 3}
 
 
-def _run(state: ComputingState, frames: int) -> tuple[ComputingResult, ComputingResult]:
-    """Feed a 2000 Hz tone on channel A through a peak finder and a concentration node."""
+def _run(state: ComputingState, frames: int,
+         concentration: dict[str, Any] | None = None) -> tuple[ComputingResult, ComputingResult]:
+    """Feed a 2000 Hz tone on channel A through a peak finder and a concentration node (its
+    parameters ``concentration``, by default ppm = 10 + 50000 A)."""
     peak_node = build("peak_finder", PEAK_PARAMS, node_id="pk", state=state)
-    ppm_node = build("concentration", {"polynomial_coefficients": [10.0, 50000.0]},
+    ppm_node = build("concentration",
+                     concentration or {"polynomial_coefficients": [10.0, 50000.0]},
                      node_id="ppm", state=state, upstream=["pk"], types={"pk": "peak_finder"})
     for i in range(frames):
         samples = np.stack([tone(2000.0, 0.02, start=i * N), np.zeros(N)])
@@ -99,17 +103,7 @@ def test_concentration_result_fields() -> None:
 
 
 def test_concentration_clamped_field() -> None:
-    state = ComputingState()
-    peak_node = build("peak_finder", PEAK_PARAMS, node_id="pk", state=state)
-    ppm_node = build("concentration", {"polynomial_coefficients": [0.0, 50000.0],
-                                       "max_ppm": 500.0},
-                     node_id="ppm", state=state, upstream=["pk"], types={"pk": "peak_finder"})
-    for i in range(2):
-        samples = np.stack([tone(2000.0, 0.02, start=i * N), np.zeros(N)])
-        f = frame(samples, sequence=i, timestamp=10.0 + i)
-        peak_node.process(samples, f)
-        ppm_node.process(samples, f)
-    result = state.get("ppm")
-    assert result is not None
+    _, result = _run(ComputingState(), 2, {"polynomial_coefficients": [0.0, 50000.0],
+                                           "max_ppm": 500.0})
     assert result.clamped is True
     assert result.concentration_ppm == 500.0
