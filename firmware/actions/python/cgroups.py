@@ -106,6 +106,7 @@ class WorkerCgroup:
     v2: Path | None = None
     v1: dict[str, Path] = field(default_factory=dict)
     pids: list[int] = field(default_factory=list)
+    _controllers: dict[str, Path | None] = field(default_factory=dict, repr=False)
 
     def add(self, pid: int) -> None:
         """Move process ``pid`` (all its threads) into every directory."""
@@ -155,35 +156,55 @@ class WorkerCgroup:
         """Memory in use (pages of tmpfs files included), peak, OOM kills, CPU seconds and
         throttled seconds, tasks."""
         out: dict[str, Any] = {"memory_bytes": None, "memory_peak_bytes": None,
-                               "oom_kills": None, "cpu_s": None, "throttled_s": None,
-                               "throttled_periods": None, "tasks": len(self.tasks())}
+                               "oom_kills": self.oom_kills(), "cpu_s": None,
+                               "throttled_s": None, "throttled_periods": None,
+                               "tasks": len(self.tasks())}
         memory = self._controller_dir("memory")
         cpu = self._controller_dir("cpu")
         if memory is not None and memory == self.v2:
             out["memory_bytes"] = _int(_read(memory / "memory.current"))
             out["memory_peak_bytes"] = _int(_read(memory / "memory.peak"))
-            out["oom_kills"] = _keyed(_read(memory / "memory.events")).get("oom_kill")
         elif memory is not None:
             out["memory_bytes"] = _int(_read(memory / "memory.usage_in_bytes"))
             out["memory_peak_bytes"] = _int(_read(memory / "memory.max_usage_in_bytes"))
-            out["oom_kills"] = _keyed(_read(memory / "memory.oom_control")).get("oom_kill")
         if cpu is not None and cpu == self.v2:
             stat = _keyed(_read(cpu / "cpu.stat"))
             out["cpu_s"] = _seconds(stat.get("usage_usec"), 1e6)
             out["throttled_s"] = _seconds(stat.get("throttled_usec"), 1e6)
             out["throttled_periods"] = stat.get("nr_throttled")
-        elif cpu is not None:
-            stat = _keyed(_read(cpu / "cpu.stat"))
-            out["throttled_s"] = _seconds(stat.get("throttled_time"), 1e9)
-            out["throttled_periods"] = stat.get("nr_throttled")
-            acct = self.v1.get("cpuacct")
-            usage = _int(_read(acct / "cpuacct.usage")) if acct is not None else None
-            out["cpu_s"] = _seconds(usage, 1e9)
-        elif self.v2 is not None:  # no cpu controller, but v2 always has cpu.stat usage
-            out["cpu_s"] = _seconds(_keyed(_read(self.v2 / "cpu.stat")).get("usage_usec"), 1e6)
+        else:
+            if cpu is not None:
+                stat = _keyed(_read(cpu / "cpu.stat"))
+                out["throttled_s"] = _seconds(stat.get("throttled_time"), 1e9)
+                out["throttled_periods"] = stat.get("nr_throttled")
+            out["cpu_s"] = self.cpu_s()
         return out
 
+    def oom_kills(self) -> int | None:
+        """How many times the memory limit's OOM killer struck (one file read)."""
+        memory = self._controller_dir("memory")
+        if memory is None:
+            return None
+        events = "memory.events" if memory == self.v2 else "memory.oom_control"
+        return _keyed(_read(memory / events)).get("oom_kill")
+
+    def cpu_s(self) -> float | None:
+        """CPU seconds used by the cgroup's tasks (one file read)."""
+        acct = self.v1.get("cpuacct")
+        if acct is not None:
+            return _seconds(_int(_read(acct / "cpuacct.usage")), 1e9)
+        if self.v2 is not None:  # v2 has cpu.stat usage with or without the cpu controller
+            return _seconds(_keyed(_read(self.v2 / "cpu.stat")).get("usage_usec"), 1e6)
+        return None
+
     def _controller_dir(self, name: str) -> Path | None:
+        """The directory where controller ``name`` acts on this cgroup (looked up once:
+        what a live cgroup enables does not change)."""
+        if name not in self._controllers:
+            self._controllers[name] = self._find_controller_dir(name)
+        return self._controllers[name]
+
+    def _find_controller_dir(self, name: str) -> Path | None:
         if name in self.v1:
             return self.v1[name]
         if self.v2 is not None and (self.v2 / f"{name}.max").exists():

@@ -341,9 +341,10 @@ class PythonWorker:
         placement = self.placement
         if not self.alive or placement is None or self.kill_reason:
             return None
-        self._account_background_cpu()
+        cgroup = placement.cgroup
+        self._account_background_cpu(cgroup.cpu_s() if cgroup is not None else None)
         reason = None
-        if placement.cgroup is not None and placement.cgroup.stats().get("oom_kills"):
+        if cgroup is not None and cgroup.oom_kills():
             reason = (f"worker {self.pid} reached max_memory_mb {self.spec.max_memory_mb} "
                       f"(its cgroup's memory, files in its scratch included); killed")
         elif not placement.scratch_is_tmpfs and (
@@ -359,12 +360,11 @@ class PythonWorker:
             self.kill("memory" if "max_memory_mb" in reason else "storage")
         return reason
 
-    def _account_background_cpu(self) -> None:
-        """Add the CPU used since the last look to ``background_cpu_s`` when no call was in
-        flight, and warn once past BACKGROUND_CPU_WARN_S: the cgroup throttles such a worker
-        to max_cpu_percent, the operator should know why it is busy."""
-        cgroup = self.placement.cgroup if self.placement is not None else None
-        cpu = cgroup.stats().get("cpu_s") if cgroup is not None else None
+    def _account_background_cpu(self, cpu: float | None) -> None:
+        """Add the CPU used since the last look (``cpu``: the cgroup's CPU seconds, None
+        without a cgroup) to ``background_cpu_s`` when no call was in flight, and warn once
+        past BACKGROUND_CPU_WARN_S: the cgroup throttles such a worker to max_cpu_percent,
+        the operator should know why it is busy."""
         if cpu is None:
             return
         if self._cpu_seen is not None and not self._lock.locked():

@@ -49,3 +49,24 @@ def test_stats_read_the_v2_files(tmp_path):
                              "oom_kills": 1, "cpu_s": 1.5, "throttled_s": 0.25,
                              "throttled_periods": 12, "tasks": 1}
     assert group.enforced() == ["memory", "cpu"]
+    assert (group.oom_kills(), group.cpu_s()) == (1, 1.5), "the watchdog's two reads"
+
+
+def test_stats_read_the_v1_files(tmp_path):
+    dirs = {name: tmp_path / name / "worker-x" for name in ("memory", "pids", "cpu", "cpuacct")}
+    for path in dirs.values():
+        path.mkdir(parents=True)
+        (path / "cgroup.procs").write_text("77\n78\n")
+    (dirs["memory"] / "memory.usage_in_bytes").write_text("1048576\n")
+    (dirs["memory"] / "memory.max_usage_in_bytes").write_text("2097152\n")
+    (dirs["memory"] / "memory.oom_control").write_text(
+        "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
+    (dirs["cpu"] / "cpu.stat").write_text("nr_periods 40\nnr_throttled 3\n"
+                                          "throttled_time 500000000\n")
+    (dirs["cpuacct"] / "cpuacct.usage").write_text("2500000000\n")
+    group = cgroups.WorkerCgroup(name="worker-x", limits=cgroups.Limits(64 << 20, 8, 50),
+                                 v1=dirs)
+    assert group.stats() == {"memory_bytes": 1 << 20, "memory_peak_bytes": 2 << 20,
+                             "oom_kills": 2, "cpu_s": 2.5, "throttled_s": 0.5,
+                             "throttled_periods": 3, "tasks": 2}
+    assert (group.oom_kills(), group.cpu_s()) == (2, 2.5), "the watchdog's two reads"
