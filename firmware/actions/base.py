@@ -344,7 +344,15 @@ class ActionHandler:
         """Called after each batch of new results with the latest one per monitored node."""
 
     async def on_tick(self, now: float) -> None:
-        """Called every control-loop tick (~10 Hz)."""
+        """Called every control-loop tick (~10 Hz while ``needs_fast_ticks``)."""
+
+    def needs_fast_ticks(self) -> bool:
+        """Whether this action needs the control loop's ticks at ``tick_s`` (10 Hz): data
+        timeouts and repeats are checked on ticks, and built-in outputs (LED patterns,
+        relay holds, periodic publishing) run on them. Actions that need neither say so, and
+        while every action says so the loop ticks once a second: each tick wakes the control
+        thread, which costs the DSP thread a hand-over of the GIL."""
+        return True
 
     async def apply_operator_state(self) -> None:
         """Bring outputs in line with ``enabled`` and ``acknowledged`` (after a change)."""

@@ -9,7 +9,8 @@ evaluation, never the DSP thread. After a drain the evaluator lets ``min_gap_s``
 the next one (the appliance sets half a frame's duration), so a DSP loop running far faster
 than real time (analyze, bench) is met with coalesced batches instead of a busy control
 thread competing for the GIL; at real-time frame rates every result is evaluated. A ticker
-drives data timeouts, repeats and ``on_tick``.
+drives data timeouts, repeats and ``on_tick``: every ``tick_s`` while an action needs it
+(``needs_fast_ticks``), else every ``slow_tick_s``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 from firmware.actions.base import ActionHandler
 from firmware.actions.feed import ResultFeed, newest_per_node
+from firmware.actions.timer_grid import next_multiple
 from firmware.actions.triggers import TriggerEvent
 
 log = logging.getLogger("pafw.control")
@@ -52,10 +54,12 @@ class ControlLoop:
     """Runs the handlers on a private event loop in a daemon thread."""
 
     def __init__(self, handlers: list[ActionHandler], feed: ResultFeed, *,
-                 tick_s: float = 0.1, min_gap_s: float = 0.02) -> None:
+                 tick_s: float = 0.1, min_gap_s: float = 0.02,
+                 slow_tick_s: float = 1.0) -> None:
         self.handlers = handlers
         self.feed = feed
         self.tick_s = tick_s
+        self.slow_tick_s = slow_tick_s
         self.min_gap_s = min_gap_s
         self._wake: asyncio.Event | None = None
         self.batches = 0
@@ -189,17 +193,23 @@ class ControlLoop:
             finally:
                 lane.events.task_done()  # a stop waits for the event's outcome, not its pickup
 
+    def tick_period(self) -> float:
+        """``tick_s`` while an action needs fast ticks, else ``slow_tick_s``."""
+        if any(lane.handler.needs_fast_ticks() for lane in self._lanes):
+            return self.tick_s
+        return max(self.tick_s, self.slow_tick_s)
+
     async def _tick(self) -> None:
-        next_tick = time.monotonic()
+        # on the timer grid: the python actions' watchdogs come due at the same instants
+        next_tick = next_multiple(self.tick_s, time.monotonic())
         while True:
-            next_tick += self.tick_s
             await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
             now = time.monotonic()
             lag = now - next_tick
             if lag > self.tick_lag_max_s:
                 self.tick_lag_max_s = lag
-            if lag > 1.0:
-                next_tick = now  # after a stall, no burst of ticks
+            # after a stall, no burst of ticks; a period that changed applies from now on
+            next_tick = next_multiple(self.tick_period(), now if lag > 1.0 else next_tick)
             self.ticks += 1
             for lane in self._lanes:
                 lane.queue_events(lane.handler.tick_events(now))

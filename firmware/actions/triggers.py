@@ -391,6 +391,11 @@ class TriggerEngine:
         return event
 
     @property
+    def time_driven(self) -> bool:
+        """Whether ``tick`` can fire anything: a data timeout or a repeating trigger."""
+        return bool(self._timeouts) or any(r.repeat_s is not None for r in self._rules)
+
+    @property
     def active(self) -> list[str]:
         """Names of the triggers active on at least one node, in configuration order."""
         with self._lock:

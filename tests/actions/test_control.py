@@ -227,6 +227,34 @@ def test_ticks_drive_on_tick_and_data_timeouts(rig: Rig) -> None:
     assert loop.get_status()["tick_lag_max_ms"] >= 0.0
 
 
+class Unhurried(Recorder):
+    """An action whose ticks may come slowly (as a python action without data timeouts)."""
+
+    def needs_fast_ticks(self) -> bool:
+        return False
+
+
+def test_the_loop_ticks_slowly_while_no_action_needs_fast_ticks(rig: Rig) -> None:
+    slow = rig.handler("slow", ["conc"])
+    slow.__class__ = Unhurried
+    loop = rig.start(tick_s=0.02, slow_tick_s=0.25)
+    assert loop.tick_period() == 0.25
+    before = slow.tick_count
+    time.sleep(0.6)
+    assert slow.tick_count - before <= 4, "ticks every 0.25 s, not every 0.02 s"
+    assert slow.tick_count >= 1
+
+
+def test_one_action_needing_fast_ticks_gets_them(rig: Rig) -> None:
+    slow = rig.handler("slow", ["conc"])
+    slow.__class__ = Unhurried
+    fast = rig.handler("fast", ["conc"])
+    loop = rig.start(tick_s=0.02, slow_tick_s=0.25)
+    assert loop.tick_period() == 0.02
+    wait_until(lambda: fast.tick_count >= 10 and slow.tick_count >= 10,
+               what="ten ticks at 0.02 s for both")
+
+
 def test_a_failing_tick_is_recorded_and_ticking_goes_on(rig: Rig) -> None:
     bad = rig.handler("bad", ["conc"])
     good = rig.handler("good", ["conc"])

@@ -159,6 +159,13 @@ def test_repeat_while_active_at_interval_and_stops_after_clear() -> None:
     assert [engine.tick(t) for t in (11.5, 12.5, 20.0)] == [[], [], []]
 
 
+def test_only_timeouts_and_repeats_make_an_engine_time_driven() -> None:
+    assert not engine_for(ThresholdTrigger(kind="concentration", above=100)).time_driven
+    assert engine_for(ThresholdTrigger(kind="concentration", above=100,
+                                       repeat_s=1.0)).time_driven
+    assert engine_for(DataTimeoutTrigger(node="co2", timeout_s=2.0)).time_driven
+
+
 # -- frequency deviation, data timeout, custom ------------------------------------------------
 
 

@@ -267,6 +267,11 @@ class PythonAction(ActionHandler):
                 self.last_error = f"{type(exc).__name__}: {exc}"
             next_payload = self._pending_update
 
+    def needs_fast_ticks(self) -> bool:
+        """Only for the trigger engine's data timeouts and repeats: the status refresh
+        (every STATUS_REFRESH_S) is content with the loop's slow ticks."""
+        return self.engine.time_driven
+
     async def on_tick(self, now: float) -> None:
         """Refresh the script's status in the background: the tick (data timeouts, every
         action's status) never waits behind a long call of this worker; readers get the

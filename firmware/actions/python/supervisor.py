@@ -47,6 +47,7 @@ from firmware.actions.python.protocol import (
     WorkerTimeout,
 )
 from firmware.actions.python.spec import WorkerSpec
+from firmware.actions.timer_grid import seconds_to_next
 from firmware.stats import latency_summary
 
 __all__ = ["ActionFailedError", "ReloadError", "WorkerSupervisor"]
@@ -317,8 +318,8 @@ class WorkerSupervisor:
         await self._spawn()
 
     async def _watchdog(self) -> None:
-        while True:
-            await asyncio.sleep(self.watchdog_interval_s)
+        while True:  # on the timer grid: one wake-up of the loop for every action's watchdog
+            await asyncio.sleep(seconds_to_next(self.watchdog_interval_s))
             worker = self._worker
             if worker is None:
                 continue
