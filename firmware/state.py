@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
@@ -151,20 +151,16 @@ class ComputingState:
         #: phase and flags the nodes stamp on each result they publish
         self.marks = RecordMarks()
         self._latest: dict[str, ComputingResult] = {}
-        self._updates = 0
-        self._listener: Callable[[ComputingResult], None] | None = None
-
-    def attach(self, listener: Callable[[ComputingResult], None]) -> None:
-        """Also hand every published result to ``listener`` (on the DSP thread: it must not
-        block; the actions' ResultFeed.post is such a listener)."""
-        self._listener = listener
+        self._published: dict[str, int] = {}
 
     def publish(self, result: ComputingResult) -> None:
-        """Replace the node's latest result (DSP thread only)."""
-        self._latest[result.node_id] = result
-        self._updates += 1
-        if self._listener is not None:
-            self._listener(result)
+        """Replace the node's latest result and count it (DSP thread only). The count goes
+        first: a reader that copies the results, then the counts, finds every result it
+        holds counted (the actions' ResultFeed relies on it)."""
+        node_id = result.node_id
+        published = self._published
+        published[node_id] = published.get(node_id, 0) + 1
+        self._latest[node_id] = result
 
     def get(self, node_id: str) -> ComputingResult | None:
         """The node's latest result, or None if it has produced none yet."""
@@ -174,14 +170,18 @@ class ComputingState:
         """A consistent copy of every node's latest result."""
         return dict(self._latest)
 
+    def published(self) -> dict[str, int]:
+        """A copy of how many results each node has published."""
+        return dict(self._published)
+
     @property
     def updates(self) -> int:
         """Number of results published since start."""
-        return self._updates
+        return sum(self.published().values())
 
     def get_status(self) -> dict[str, Any]:
         """Status dict: update count and the latest results, JSON-safe."""
         return {
-            "updates": self._updates,
+            "updates": self.updates,
             "results": {k: v.to_dict() for k, v in self.snapshot().items()},
         }

@@ -1,8 +1,8 @@
 """ComputingState and its data (firmware/state.py): ``json_safe`` turns anything into plain
 JSON types without raising, ``iso_utc`` formats epoch seconds, a ComputingResult is immutable
 with NaN for unknown values (None once serialised), and ComputingState keeps the latest result
-per node, counts updates, hands each result to its listener and gives readers on other
-threads whole, consistent results."""
+per node, counts what each node published and gives readers on other threads whole,
+consistent results."""
 
 from __future__ import annotations
 
@@ -148,17 +148,16 @@ def test_a_snapshot_is_a_copy() -> None:
     assert sorted(state.snapshot()) == ["conc", "new"] and snapshot == {}
 
 
-def test_every_result_goes_to_the_listener() -> None:
+def test_each_node_counts_what_it_published() -> None:
     state = ComputingState()
-    seen: list[int] = []
-    state.publish(result("conc", 1))  # before any listener: nobody to tell
-    state.attach(lambda r: seen.append(r.sequence))
-    for seq in (2, 3, 3):
+    assert state.published() == {}
+    for seq in (1, 2, 3):
         state.publish(result("conc", seq))
-    other: list[int] = []
-    state.attach(lambda r: other.append(r.sequence))  # replaces the first
-    state.publish(result("conc", 4))
-    assert seen == [2, 3, 3] and other == [4]
+    state.publish(result("peak", 1))
+    counts = state.published()
+    assert counts == {"conc": 3, "peak": 1} and state.updates == 4
+    counts.clear()
+    assert state.published() == {"conc": 3, "peak": 1}, "a copy"
 
 
 def test_status_is_json_safe() -> None:

@@ -1,16 +1,24 @@
 """The control loop: one asyncio thread running every action's control-side half.
 
-One *evaluator* task drains the ResultFeed when the DSP thread wakes it, coalesces the batch
-to the newest result per node, feeds each action's trigger engine with its monitored nodes
-and queues the resulting events; the updates (``on_update``) follow once those events are
-done, or after ``UPDATE_DEFER_S``. Per action an *actor* task runs those events one at a time,
-in order: a slow webhook delays that action's own events, never another action, never trigger
-evaluation, never the DSP thread. After a drain the evaluator lets ``min_gap_s`` pass before
-the next one (the appliance sets half a frame's duration), so a DSP loop running far faster
-than real time (analyze, bench) is met with coalesced batches instead of a busy control
-thread competing for the GIL; at real-time frame rates every result is evaluated. A ticker
-drives data timeouts, repeats and ``on_tick``: every ``tick_s`` while an action needs it
-(``needs_fast_ticks``), else every ``slow_tick_s``.
+One *evaluator* task drains the ResultFeed when the DSP thread wakes it (the newest result
+per node, with how many were coalesced), feeds each action's trigger engine with its
+monitored nodes and queues the resulting events; the updates (``on_update``) follow once
+those events are done, or after ``UPDATE_DEFER_S``. Per action an *actor* task runs those
+events one at a time, in order: a slow webhook delays that action's own events, never another
+action, never trigger evaluation, never the DSP thread. A ticker drives data timeouts,
+repeats and ``on_tick``: every ``tick_s`` while an action needs it (``needs_fast_ticks``),
+else every ``slow_tick_s``.
+
+After a drain the evaluator lets ``min_gap_s`` pass before the next one (the appliance sets
+half a frame's duration): at real-time frame rates every result is evaluated as it comes.
+When a drain finds a node that published at least ``AHEAD_PACE`` times as many results since
+the previous drain as real time allows (``frame_s`` each, and at least ``AHEAD_MIN_RESULTS``),
+the DSP loop runs ahead of real time (analyze, a replay, the bench); the evaluator then waits
+``ahead_gap_s`` instead, until a drain finds it back at real-time pace. A catch-up burst after
+a stall (an audio overrun) does not count: its frames are spread over the stall. Every batch
+costs the same round trips to each action's worker (and GIL hand-overs with the DSP thread)
+however many results it coalesces, so a DSP loop far faster than real time is met with a few
+coalesced batches a second instead of a control thread competing with it for the GIL.
 """
 
 from __future__ import annotations
@@ -24,13 +32,17 @@ from concurrent.futures import Future
 from typing import Any
 
 from firmware.actions.base import ActionHandler
-from firmware.actions.feed import ResultFeed, newest_per_node
+from firmware.actions.feed import FreshResult, ResultFeed
 from firmware.actions.timer_grid import next_multiple
 from firmware.actions.triggers import TriggerEvent
 
 log = logging.getLogger("pafw.control")
 
 EVENT_QUEUE_SIZE = 1000
+#: a node publishing this many times faster than real time between two drains runs ahead
+AHEAD_PACE = 2.0
+#: ... and at least this many results (a burst of two frames at once is not a pace)
+AHEAD_MIN_RESULTS = 3
 #: the longest updates wait for the events of the same batch to finish (a slow action's)
 UPDATE_DEFER_S = 0.01
 
@@ -55,12 +67,19 @@ class ControlLoop:
 
     def __init__(self, handlers: list[ActionHandler], feed: ResultFeed, *,
                  tick_s: float = 0.1, min_gap_s: float = 0.02,
+                 frame_s: float | None = None, ahead_gap_s: float = 0.5,
                  slow_tick_s: float = 1.0) -> None:
         self.handlers = handlers
         self.feed = feed
         self.tick_s = tick_s
         self.slow_tick_s = slow_tick_s
         self.min_gap_s = min_gap_s
+        self.ahead_gap_s = max(ahead_gap_s, min_gap_s)
+        #: the real-time period of the results (None: never considered ahead)
+        self.frame_s = frame_s
+        self._last_drain = time.monotonic()
+        #: batches after which the DSP loop was found running ahead of real time
+        self.ahead_batches = 0
         self._wake: asyncio.Event | None = None
         self.batches = 0
         self.loop = asyncio.new_event_loop()
@@ -92,9 +111,10 @@ class ControlLoop:
             self._lanes.append(lane)
             await handler.start()
             self._tasks.append(asyncio.create_task(self._act(lane)))
-        self.feed.connect(self._waker(wake))
-        wake.set()  # results published before the start are taken now
-        self._tasks.append(asyncio.create_task(self._evaluate(wake)))
+        if self._lanes:  # without actions the DSP thread is never asked to flush
+            self.feed.connect(self._waker(wake))
+            wake.set()  # results published before the start are taken now
+            self._tasks.append(asyncio.create_task(self._evaluate(wake)))
         self._tasks.append(asyncio.create_task(self._tick()))
 
     def _waker(self, wake: asyncio.Event) -> Callable[[], None]:
@@ -147,18 +167,19 @@ class ControlLoop:
             if not batch:
                 continue
             self.batches += 1
-            newest = newest_per_node(batch)
             now = time.monotonic()
+            ahead = self._runs_ahead(batch, now - self._last_drain)
+            self._last_drain = now
             updated = []
             acting: list[_Lane] = []
             for lane in self._lanes:
                 handler = lane.handler
-                mine = [r for r in newest.values() if r.node_id in handler.monitored]
+                monitored = handler.monitored
+                mine = [fresh for fresh in batch if fresh.result.node_id in monitored]
                 if not mine:
                     continue
-                handler.coalesced += sum(r.node_id in handler.monitored
-                                         for r in batch) - len(mine)
-                events = handler.evaluate(mine, now)
+                handler.coalesced += sum(fresh.skipped for fresh in mine)
+                events = handler.evaluate([fresh.result for fresh in mine], now)
                 if events:
                     lane.queue_events(events)
                     acting.append(lane)
@@ -166,7 +187,20 @@ class ControlLoop:
             waited = await self._let_events_finish(acting) if acting else 0.0
             for handler in updated:
                 await handler.run_update()
-            await asyncio.sleep(max(0.0, self.min_gap_s - waited))
+            gap = self.min_gap_s
+            if ahead:
+                gap = self.ahead_gap_s
+                self.ahead_batches += 1
+            await asyncio.sleep(max(0.0, gap - waited))
+
+    def _runs_ahead(self, batch: list[FreshResult], elapsed_s: float) -> bool:
+        """Whether a node of ``batch`` published results faster than real time allows
+        (``AHEAD_PACE`` times, ``AHEAD_MIN_RESULTS`` at least) over the ``elapsed_s`` since
+        the previous drain."""
+        if self.frame_s is None:
+            return False
+        most = max(fresh.skipped for fresh in batch) + 1
+        return most >= AHEAD_MIN_RESULTS and most >= AHEAD_PACE * elapsed_s / self.frame_s
 
     async def _let_events_finish(self, acting: list[_Lane]) -> float:
         """Give the events just queued the loop to themselves, up to ``UPDATE_DEFER_S``;
@@ -226,8 +260,8 @@ class ControlLoop:
             "running": self._thread is not None,
             "ticks": self.ticks,
             "batches": self.batches,
+            "ahead_batches": self.ahead_batches,
             "results_posted": self.feed.posted,
-            "queue_drops": self.feed.dropped,
             "tick_lag_max_ms": round(self.tick_lag_max_s * 1e3, 3),
             "actions": {h.node_id: h.get_status() for h in self.handlers},
         }

@@ -103,8 +103,11 @@ class Analyzer:
         )
         self.frames = 0
         self.overruns = 0
-        #: called on the DSP thread after each frame (must not block): the actions' feed flush
+        #: called on the DSP thread after each frame (must not block): the cycle's tap
         self.frame_hooks: list[Callable[[], None]] = []
+        #: called once on the DSP thread after the next frame's hooks, then cleared (must not
+        #: block); set from any thread by ``call_after_next_frame``
+        self.after_next_frame: Callable[[], None] | None = None
         #: called on the DSP thread with each frame after the graph (must not block nor
         #: allocate; the frame is valid only during the call): the self-test's collector
         self.frame_taps: list[Callable[[Frame], None]] = []
@@ -158,6 +161,10 @@ class Analyzer:
         self.graph.process(frame)
         for hook in self.frame_hooks:
             hook()
+        once = self.after_next_frame
+        if once is not None:
+            self.after_next_frame = None
+            once()
         for tap in self.frame_taps:
             tap(frame)
         self.frames += 1
@@ -167,6 +174,15 @@ class Analyzer:
         self.last_frame_done = time.monotonic()
         if not self.first_frame_done.is_set():
             self.first_frame_done.set()
+
+    def call_after_next_frame(self, callback: Callable[[], None]) -> None:
+        """Have ``callback`` called once on the DSP thread after the next frame (any thread).
+
+        The actions' feed asks for its flush this way at each drain: while a wake-up of the
+        control loop is pending, the DSP thread tests one attribute per frame instead of
+        calling a hook. Setting the slot again before that frame replaces the callback.
+        """
+        self.after_next_frame = callback
 
     def run(self, max_frames: int | None = None) -> None:
         """Read and process frames until stopped, the stream ends or ``max_frames``."""

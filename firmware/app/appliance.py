@@ -115,14 +115,14 @@ class Appliance:
                 match=lambda path: path.resolve() == config_path)
         self.config_reload: dict[str, Any] = {"reloads": 0, "last_error": None}
         self._confinement_status: dict[str, Any] | None = None
-        self.feed = ResultFeed()
-        if self.handlers:
-            self.analyzer.state.attach(self.feed.post)
-            self.analyzer.frame_hooks.append(self.feed.flush)
+        # the control loop's drains ask for a flush after the next frame (none without actions)
+        self.feed = ResultFeed(self.analyzer.state,
+                               schedule=self.analyzer.call_after_next_frame)
         # at most one batch per half frame: at real time every frame is evaluated as it comes;
-        # a DSP loop far faster than real time meets coalesced batches, not a busy GIL
+        # a DSP loop far faster than real time meets a few coalesced batches a second, not a
+        # control thread competing with it for the GIL
         frame_s = cfg.acquisition.frame_size / cfg.acquisition.sample_rate
-        self.control = ControlLoop(self.handlers, self.feed,
+        self.control = ControlLoop(self.handlers, self.feed, frame_s=frame_s,
                                    min_gap_s=min(max(frame_s / 2, 0.005), 0.05))
         #: what an operator may change (web API); restores the actions disabled before
         self.operations = Operations(handlers=self.handlers, hal=self.hal,

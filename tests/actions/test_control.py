@@ -1,5 +1,5 @@
 """The control loop (firmware/actions/control.py) with real action handlers on its own thread:
-results posted to the ResultFeed reach only the handlers that monitor their node, coalesced
+results published to the state reach only the handlers that monitor their node, coalesced
 to the newest per node; each action's events run one at a time and in order, a slow action
 holds up neither another action nor trigger evaluation; a full event queue drops and counts;
 ticks drive ``on_tick`` and data timeouts and survive a failing handler; ``stop`` lets queued
@@ -90,13 +90,12 @@ class RecorderNode(ActionNode):
 
 
 class Rig:
-    """A ComputingState whose results go through a ResultFeed into a ControlLoop."""
+    """A ComputingState whose results a ResultFeed hands to a ControlLoop."""
 
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
         self.state = ComputingState()
-        self.feed = ResultFeed()
-        self.state.attach(self.feed.post)
+        self.feed = ResultFeed(self.state)
         self.ctx = ActionContext(state=self.state, device_id="test", state_dir=tmp_path)
         self.handlers: list[Recorder] = []
         self.loop: ControlLoop | None = None
@@ -162,7 +161,7 @@ def test_results_reach_only_their_handlers_and_events_run_in_order(rig: Rig) -> 
     assert b.updates == 0 and b.handled == [] and b.seen_updates == []
     status = rig.loop.get_status() if rig.loop else {}
     assert status["running"] is True and status["batches"] == 3
-    assert status["results_posted"] == 3 and status["queue_drops"] == 0
+    assert status["results_posted"] == 3 and status["ahead_batches"] == 0
     assert status["actions"]["a"]["triggers"] == 1 and status["actions"]["b"]["updates"] == 0
 
 
@@ -213,6 +212,43 @@ def test_a_full_event_queue_drops_and_counts(rig: Rig, monkeypatch: pytest.Monke
     wait_until(lambda: len(a.handled) == 3, what="the queued events")
     holds_for(lambda: len(a.handled) == 3, 0.3, "nothing beyond the queue's capacity runs")
     assert a.kinds() == ["trigger", "clear", "trigger"]
+
+
+def publish_paced(rig: Rig, count: int, pause_s: float) -> None:
+    """Publish ``count`` conc results from a thread of its own (as the DSP thread does),
+    flushing after each and sleeping ``pause_s`` between them (no catch-up bursts)."""
+    def produce() -> None:
+        for i in range(count):
+            rig.post("conc", float(i))
+            rig.feed.flush()
+            time.sleep(pause_s)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    producer.join(120)
+
+
+def test_a_dsp_loop_far_ahead_of_real_time_meets_few_coalesced_batches(rig: Rig) -> None:
+    a = rig.handler("a", ["conc"])
+    loop = rig.start(frame_s=0.02, min_gap_s=0.01, ahead_gap_s=0.3)
+    start = time.monotonic()
+    publish_paced(rig, 3000, 0.0002)  # at least 30 results per min_gap: far ahead
+    elapsed = time.monotonic() - start
+    wait_until(lambda: a.latest.get("conc") is not None
+               and a.latest["conc"].sequence == rig.sequence, what="the last result taken")
+    assert loop.ahead_batches >= 1
+    # a batch per min_gap would be at least 50 in 0.5 s; ahead, one per ahead_gap
+    assert loop.batches <= elapsed / 0.3 + 3
+    assert a.updates + a.coalesced == 3000, "every result evaluated or counted coalesced"
+
+
+def test_at_real_time_pace_every_result_is_evaluated(rig: Rig) -> None:
+    a = rig.handler("a", ["conc"])
+    loop = rig.start(frame_s=0.02, min_gap_s=0.01, ahead_gap_s=0.3)
+    publish_paced(rig, 25, 0.02)
+    wait_until(lambda: a.updates + a.coalesced == 25, what="the results taken")
+    assert loop.ahead_batches == 0
+    assert a.updates >= 20, "a loaded machine may coalesce a few, never the pace"
 
 
 def test_ticks_drive_on_tick_and_data_timeouts(rig: Rig) -> None:
@@ -329,7 +365,7 @@ def test_status_lists_every_action(rig: Rig) -> None:
     rig.handler("a", ["conc"])
     rig.handler("b", ["conc2"])
     status = rig.start().get_status()
-    assert set(status) == {"running", "ticks", "batches", "results_posted", "queue_drops",
+    assert set(status) == {"running", "ticks", "batches", "ahead_batches", "results_posted",
                            "tick_lag_max_ms", "actions"}
     assert sorted(status["actions"]) == ["a", "b"]
     assert status["actions"]["a"]["type"] == "test_recorder_action"
