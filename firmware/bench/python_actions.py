@@ -5,7 +5,9 @@ In one run, on the simulator:
   entry in the worker and to its return on the host (p50/p95/p99), the appliance paced in
   real time with a concentration that crosses the threshold on every other frame;
 - the DSP real-time factor of the default graph with four python actions attached (workers
-  running, control loop feeding them) against none, on the same frames in alternating rounds;
+  running, control loop feeding them) against none (the control loop parked) and against
+  idle actions (no results flowing), on one graph in rotating rounds; the idle actions'
+  control thread and workers' CPU;
 - worker start time (spawn to instantiated), RSS and USS;
 - reload latency: from an atomic rename of a new version to the new code answering.
 """
@@ -14,7 +16,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +29,7 @@ import yaml
 from firmware.actions.python.action_node import PythonAction
 from firmware.app.appliance import Appliance
 from firmware.bench.graph import realtime_factors, simulated_frames
+from firmware.bench.schedstat import process_cpu_s, schedstat, thread_schedstat_path
 from firmware.config.loader import ConfigDocument, default_config_text, load_config
 from firmware.stats import percentiles
 
@@ -107,55 +113,126 @@ def measure_latency(workdir: Path, seconds: float) -> dict[str, Any]:
             "worker_uss_mb": round((worker["uss_bytes"] or 0) / 2**20, 1)}
 
 
+def _worker_pids(appliance: Appliance) -> list[int]:
+    return [h.supervisor.worker.pid for h in _handlers(appliance)
+            if h.supervisor.worker is not None and h.supervisor.worker.pid is not None]
+
+
+@contextmanager
+def _parked(appliance: Appliance) -> Iterator[None]:
+    """Hold the control loop's thread in a blocking wait (the GIL released) for the block:
+    no tick, watchdog or batch runs, the actions are as good as absent for the DSP thread
+    (their workers sleep in other processes). A call in flight waits in its socket; its
+    deadline (``python_timeout_ms``, 5 s) is far beyond a round."""
+    parked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        parked.set()
+        release.wait()
+
+    appliance.control.loop.call_soon_threadsafe(hold)
+    if not parked.wait(10):
+        raise RuntimeError("the control loop did not park within 10 s")
+    try:
+        yield
+    finally:
+        release.set()
+
+
 def measure_dsp(workdir: Path, frames: int, rounds: int,
                 round_s: float = 1.0) -> dict[str, Any]:
-    """Real-time factor with four python actions attached vs none, alternating rounds.
+    """The DSP throughput of the default graph with four python actions against none.
 
-    Each round runs the ``frames`` as many times over as take about ``round_s`` (timed on a
-    warm-up pass): the control loop wakes once per ``min_gap_s`` (half a frame's duration,
-    43 ms), so a round of a few milliseconds holds one of its batches or none, and its ratio
-    tells chance, not cost. The ratio is the median of each round's with/without ratio (the
-    two measured back to back, so a drift of the machine's pace cancels out).
+    One appliance with four python actions, one graph, three kinds of rounds in rotating
+    order: *none* (the control loop parked, no flush: nothing of the actions runs in the
+    process), *idle* (the control loop running, no flush: it ticks, its watchdogs read the
+    workers' cgroups) and *with* (the feed's flush after each frame: the control loop takes
+    batches, the workers get updates and triggers). The ratios are medians of each round
+    set's none/with and none/idle times. On one graph the layout of its buffers in memory is
+    the same for all kinds: two appliances' graphs, identical but for where numpy put their
+    buffers, run up to 4 % apart, more than the cost to measure. Each round runs the
+    ``frames`` as many times over as take about ``round_s`` (timed on a warm-up pass): the
+    control loop takes a batch every 43 ms at most (every 0.5 s once it finds the DSP far
+    ahead of real time), so a round of a few milliseconds would hold one batch or none and
+    tell chance. Also reported: the control thread's and the workers' CPU in the idle rounds.
     """
-    with_py = Appliance(_config(workdir / "with", actions=4, levels=[500.0, 3000.0],
-                                step_s=1.0), realtime=False)
-    without = Appliance(_config(workdir / "without", actions=0, levels=[500.0, 3000.0],
-                                step_s=1.0), realtime=False)
-    data = simulated_frames(without.doc, frames)
-    times: dict[str, list[float]] = {"with": [], "without": []}
+    appliance = Appliance(_config(workdir / "with", actions=4, levels=[500.0, 3000.0],
+                                  step_s=1.0), realtime=False)
+    data = simulated_frames(appliance.doc, frames)
+    analyzer = appliance.analyzer
+    graph = analyzer.graph
+    times: dict[str, list[float]] = {"none": [], "idle": [], "with": []}
+    cpu = {"control": 0.0, "workers": 0.0, "idle_wall": 0.0}
 
-    def one_round(appliance: Appliance, passes: int) -> float:
-        graph, hooks = appliance.analyzer.graph, appliance.analyzer.frame_hooks
+    def one_round(flowing: bool, passes: int) -> float:
+        """The analyzer's frame loop: the graph, then (results flowing) the one-shot slot
+        through which the feed asks for its flush."""
         start = time.perf_counter()
         for _ in range(passes):
             for frame in data:
                 frame.timestamp = time.monotonic()
                 graph.process(frame)
-                for hook in hooks:
-                    hook()
+                if flowing:
+                    once = analyzer.after_next_frame
+                    if once is not None:
+                        analyzer.after_next_frame = None
+                        once()
         return (time.perf_counter() - start) / passes
 
+    def idle_round(passes: int) -> float:
+        control_path = thread_schedstat_path("control")
+        pids = _worker_pids(appliance)
+        control0, workers0 = schedstat(control_path), sum(map(process_cpu_s, pids))
+        start = time.perf_counter()
+        seconds = one_round(False, passes)
+        cpu["idle_wall"] += time.perf_counter() - start
+        control1 = schedstat(control_path)
+        if control0 is not None and control1 is not None:
+            cpu["control"] += control1[0] - control0[0]
+        cpu["workers"] += sum(map(process_cpu_s, pids)) - workers0
+        return seconds
+
+    def none_round(passes: int) -> float:
+        with _parked(appliance):
+            return one_round(False, passes)
+
+    def with_round(passes: int) -> float:
+        return one_round(True, passes)
+
+    run: dict[str, Callable[[int], float]] = {"none": none_round, "idle": idle_round,
+                                              "with": with_round}
+    kinds = list(run)
     try:
-        with_py.control.start()
-        for appliance in (with_py, without):
-            appliance.analyzer.warm_up()
-        passes = max(1, round(round_s / max(one_round(without, 1), 1e-6)))
-        for _ in range(rounds):
-            for name, appliance in (("without", without), ("with", with_py)):
-                times[name].append(one_round(appliance, passes))
-        running = sum(h.supervisor.state == "running" for h in _handlers(with_py))
+        appliance.control.start()
+        appliance.analyzer.warm_up()
+        passes = max(1, round(round_s / max(one_round(False, 1), 1e-6)))
+        batches0, ahead0 = appliance.control.batches, appliance.control.ahead_batches
+        for index in range(rounds):
+            for kind in kinds[index % 3:] + kinds[:index % 3]:
+                times[kind].append(run[kind](passes))
+        batches = appliance.control.batches - batches0
+        ahead = appliance.control.ahead_batches - ahead0
+        running = sum(h.supervisor.state == "running" for h in _handlers(appliance))
     finally:
-        with_py.stop()
-        without.stop()
+        appliance.stop()
     factors = realtime_factors(data, times)
-    ratios = [alone / along for alone, along in zip(times["without"], times["with"],
-                                                   strict=True)]
+    ratios = [none / along for none, along in zip(times["none"], times["with"], strict=True)]
+    idle_ratios = [none / idle for none, idle in zip(times["none"], times["idle"],
+                                                     strict=True)]
+    with_s = sum(times["with"]) * passes
+    idle_wall = max(cpu["idle_wall"], 1e-9)
     return {"frames": len(data), "passes_per_round": passes, "rounds": rounds,
             "python_actions": 4, "workers_running": running,
             "realtime_factor_with": round(factors["with"], 1),
-            "realtime_factor_without": round(factors["without"], 1),
+            "realtime_factor_idle": round(factors["idle"], 1),
+            "realtime_factor_without": round(factors["none"], 1),
             "throughput_ratio": round(float(np.median(ratios)), 4),
-            "throughput_ratio_range": [round(min(ratios), 4), round(max(ratios), 4)]}
+            "throughput_ratio_range": [round(min(ratios), 4), round(max(ratios), 4)],
+            "idle_throughput_ratio": round(float(np.median(idle_ratios)), 4),
+            "batches_per_s": round(batches / max(with_s, 1e-9), 2),
+            "ahead_batches": ahead,
+            "idle_control_cpu_percent": round(100 * cpu["control"] / idle_wall, 3),
+            "idle_workers_cpu_percent": round(100 * cpu["workers"] / idle_wall, 3)}
 
 
 def measure_reload(workdir: Path, reloads: int) -> dict[str, Any]:
@@ -190,7 +267,7 @@ def run_python_bench(*, seconds: float = 20.0, frames: int = 600, rounds: int = 
     """All measurements in one run; JSON-safe figures."""
     with tempfile.TemporaryDirectory(prefix="pafw-pybench-") as tmp:
         workdir = Path(tmp)
-        for sub in (workdir, workdir / "with", workdir / "without"):
+        for sub in (workdir, workdir / "with"):
             sub.mkdir(exist_ok=True)
             (sub / "bench_action.py").write_text(BENCH_SCRIPT.format(version=1))
         latency = measure_latency(workdir, seconds)
@@ -212,9 +289,12 @@ def format_python_report(figures: dict[str, Any]) -> str:
         f"USS {lat['worker_uss_mb']:.1f} MB",
         f"DSP real-time factor: {dsp['realtime_factor_with']:.0f}x with 4 python actions, "
         f"{dsp['realtime_factor_without']:.0f}x without (ratio {dsp['throughput_ratio']:.1%}, "
-        f"median of {dsp['rounds']} alternating rounds of {dsp['passes_per_round']} x "
-        f"{dsp['frames']} frames; rounds {dsp['throughput_ratio_range'][0]:.1%} to "
-        f"{dsp['throughput_ratio_range'][1]:.1%})",
+        f"median of {dsp['rounds']} rotating rounds of {dsp['passes_per_round']} x "
+        f"{dsp['frames']} frames on one graph; rounds {dsp['throughput_ratio_range'][0]:.1%} "
+        f"to {dsp['throughput_ratio_range'][1]:.1%}; {dsp['batches_per_s']:.1f} batches/s); "
+        f"idle actions: {dsp['idle_throughput_ratio']:.1%}, control thread "
+        f"{dsp['idle_control_cpu_percent']:.2f} % of a core, workers "
+        f"{dsp['idle_workers_cpu_percent']:.2f} %",
         f"reload (rename -> new code answering, {rel['count']}): p50 {rel['p50_ms']:.0f} ms, "
         f"p95 {rel['p95_ms']:.0f} ms",
     ])

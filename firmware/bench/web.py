@@ -38,13 +38,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from firmware.bench.schedstat import schedstat, thread_schedstat_path
 from firmware.bench.web_load import (
     HOST,
     QUIESCE_TIMEOUT_S,
@@ -161,26 +161,6 @@ def _rss_mb() -> float:
     return (rss_bytes() or 0) / 2**20
 
 
-def _schedstat(path: str | None) -> tuple[float, float] | None:
-    """Seconds a thread has run on a CPU and has waited, runnable, for one."""
-    if path is None:
-        return None
-    try:
-        with open(path, encoding="ascii") as schedstat:
-            run_ns, wait_ns = schedstat.read().split()[:2]
-        return int(run_ns) / 1e9, int(wait_ns) / 1e9
-    except (OSError, ValueError):
-        return None
-
-
-def _sched_path(name: str) -> str | None:
-    """The kernel's schedstat file of the thread called ``name`` (None: no such thread)."""
-    for thread in threading.enumerate():
-        if thread.name == name and thread.native_id is not None:
-            return f"/proc/self/task/{thread.native_id}/schedstat"
-    return None
-
-
 def _load_cpus() -> list[int]:
     """The last CPU, for the load process, so that it never shares the core where the DSP
     thread runs unless the scheduler has nothing better (clients are other machines); the
@@ -205,8 +185,8 @@ class _Windows:
     def __init__(self, appliance: Appliance, server: WebServer) -> None:
         self.analyzer = appliance.analyzer
         self.server = server
-        self.web_sched = _sched_path("web")
-        self.dsp_sched = _sched_path("dsp")
+        self.web_sched = thread_schedstat_path("web")
+        self.dsp_sched = thread_schedstat_path("dsp")
         self.rss_max = _rss_mb()
 
     def measure(self, seconds: float, *, stop: Callable[[], bool] | None = None,
@@ -214,7 +194,7 @@ class _Windows:
         """Sleep ``seconds`` or until ``stop()`` (sampling RSS); the window's figures."""
         analyzer = self.analyzer
         frames0, dsp0, proc0 = analyzer.frames, analyzer.dsp_cpu_s, time.process_time()
-        web0, dspq0 = _schedstat(self.web_sched), _schedstat(self.dsp_sched)
+        web0, dspq0 = schedstat(self.web_sched), schedstat(self.dsp_sched)
         sent0 = self.server.hub.events_sent
         start = time.perf_counter()
         deadline = start + seconds
@@ -226,7 +206,7 @@ class _Windows:
                 break
         wall = time.perf_counter() - start
         frames = analyzer.frames - frames0
-        web1, dspq1 = _schedstat(self.web_sched), _schedstat(self.dsp_sched)
+        web1, dspq1 = schedstat(self.web_sched), schedstat(self.dsp_sched)
         if analyzer.fault:
             raise PafwError(f"the DSP loop stopped: {analyzer.fault}")
         audio_s = frames * analyzer.frame_size / analyzer.sample_rate
