@@ -151,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="actions: how long to measure the latency")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--frames", type=int, default=200)
-    bench.add_argument("--rounds", type=int, default=7)
+    bench.add_argument("--rounds", type=int, default=None,
+                       help="alternating rounds (7; python-actions: 30 sets of its three "
+                       "DSP rounds of 0.5 s)")
     bench.add_argument("--clients", type=int, default=None,
                        help="web: concurrent stream clients (200); modbus: polling clients "
                        "(20)")
@@ -468,14 +470,14 @@ def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
     if args.what == "python-actions":
         from firmware.bench.python_actions import format_python_report, run_python_bench
 
-        figures = run_python_bench(seconds=args.seconds, rounds=args.rounds)
+        figures = run_python_bench(seconds=args.seconds, rounds=args.rounds or 30)
         out.write(json.dumps(figures) + "\n" if args.json
                   else format_python_report(figures) + "\n")
         return EXIT_OK
     if args.what == "web":
         from firmware.bench.web import format_web_report, run_web_bench
 
-        figures = run_web_bench(seconds=args.seconds, rounds=args.rounds,
+        figures = run_web_bench(seconds=args.seconds, rounds=args.rounds or 7,
                                 clients=args.clients or 200)
         out.write(json.dumps(figures) + "\n" if args.json
                   else format_web_report(figures) + "\n")
@@ -483,7 +485,7 @@ def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
     if args.what == "modbus":
         from firmware.bench.modbus import format_modbus_report, run_modbus_bench
 
-        figures = run_modbus_bench(seconds=args.seconds, rounds=args.rounds,
+        figures = run_modbus_bench(seconds=args.seconds, rounds=args.rounds or 7,
                                    clients=args.clients or 20, polls=args.polls)
         out.write(json.dumps(figures) + "\n" if args.json
                   else format_modbus_report(figures) + "\n")
@@ -501,7 +503,7 @@ def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
     if args.what == "actions":
         from firmware.bench.actions import format_actions_report, run_actions_bench
 
-        figures = run_actions_bench(seconds=args.seconds, rounds=args.rounds)
+        figures = run_actions_bench(seconds=args.seconds, rounds=args.rounds or 7)
         out.write(json.dumps(figures) + "\n" if args.json
                   else format_actions_report(figures) + "\n")
         return EXIT_OK
@@ -520,7 +522,7 @@ def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
     from firmware.bench.graph import format_report, run_bench
 
     doc = _load(args.config)
-    figures = run_bench(doc, config_path=args.config, frames=args.frames, rounds=args.rounds)
+    figures = run_bench(doc, config_path=args.config, frames=args.frames, rounds=args.rounds or 7)
     out.write(json.dumps(figures) + "\n" if args.json else format_report(figures) + "\n")
     return EXIT_OK
 
