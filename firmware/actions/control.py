@@ -67,7 +67,7 @@ class ControlLoop:
 
     def __init__(self, handlers: list[ActionHandler], feed: ResultFeed, *,
                  tick_s: float = 0.1, min_gap_s: float = 0.02,
-                 frame_s: float | None = None, ahead_gap_s: float = 0.5,
+                 frame_s: float | None = None, ahead_gap_s: float = 1.0,
                  slow_tick_s: float = 1.0) -> None:
         self.handlers = handlers
         self.feed = feed
