@@ -152,8 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--frames", type=int, default=200)
     bench.add_argument("--rounds", type=int, default=None,
-                       help="alternating rounds (7; python-actions: 30 sets of its three "
-                       "DSP rounds of 0.5 s)")
+                       help="alternating rounds (7; python-actions: 20 sets of its three "
+                       "DSP rounds of 1 s)")
     bench.add_argument("--clients", type=int, default=None,
                        help="web: concurrent stream clients (200); modbus: polling clients "
                        "(20)")
@@ -470,7 +470,7 @@ def _cmd_bench(args: argparse.Namespace, out: TextIO) -> int:
     if args.what == "python-actions":
         from firmware.bench.python_actions import format_python_report, run_python_bench
 
-        figures = run_python_bench(seconds=args.seconds, rounds=args.rounds or 30)
+        figures = run_python_bench(seconds=args.seconds, rounds=args.rounds or 20)
         out.write(json.dumps(figures) + "\n" if args.json
                   else format_python_report(figures) + "\n")
         return EXIT_OK

@@ -143,7 +143,7 @@ def _parked(appliance: Appliance) -> Iterator[None]:
 
 
 def measure_dsp(workdir: Path, frames: int, rounds: int,
-                round_s: float = 0.5) -> dict[str, Any]:
+                round_s: float = 1.0) -> dict[str, Any]:
     """The DSP throughput of the default graph with four python actions against none.
 
     One appliance with four python actions, one graph, three kinds of rounds in rotating
@@ -155,11 +155,11 @@ def measure_dsp(workdir: Path, frames: int, rounds: int,
     the same for all kinds: two appliances' graphs, identical but for where numpy put their
     buffers, run up to 4 % apart, more than the cost to measure. Each round runs the
     ``frames`` as many times over as take about ``round_s`` (timed on a warm-up pass): the
-    control loop takes a batch every 43 ms at most, every 0.5 s once it finds the DSP far
+    control loop takes a batch every 43 ms at most, every second once it finds the DSP far
     ahead of real time, so a round of a few milliseconds would hold one batch or none and
-    tell chance; one of 0.5 s holds about one, and many short rounds follow the machine's
-    drifting pace (a few % from one second to the next) better than a few long ones. Also
-    reported: the control thread's and the workers' CPU in the idle rounds.
+    tell chance; one of 1 s holds one, and many such rounds follow the machine's drifting
+    pace (a few % from one second to the next) better than a few long ones. Also reported:
+    the control thread's and the workers' CPU in the idle rounds.
     """
     appliance = Appliance(_config(workdir / "with", actions=4, levels=[500.0, 3000.0],
                                   step_s=1.0), realtime=False)
@@ -267,8 +267,8 @@ def measure_reload(workdir: Path, reloads: int) -> dict[str, Any]:
     return _pcts(latencies)
 
 
-def run_python_bench(*, seconds: float = 20.0, frames: int = 600, rounds: int = 30,
-                     reloads: int = 5, round_s: float = 0.5) -> dict[str, Any]:
+def run_python_bench(*, seconds: float = 20.0, frames: int = 600, rounds: int = 20,
+                     reloads: int = 5, round_s: float = 1.0) -> dict[str, Any]:
     """All measurements in one run; JSON-safe figures."""
     with tempfile.TemporaryDirectory(prefix="pafw-pybench-") as tmp:
         workdir = Path(tmp)
