@@ -1,8 +1,8 @@
 """Action nodes: the graph node (a pass-through declaring the action and its parameters)
 and the control-side half (trigger evaluation, history, the action itself).
 
-On the DSP thread an ``ActionNode`` does nothing: results reach the control loop through the
-ResultFeed attached to ComputingState (firmware/actions/feed.py), so the DSP cost of the
+On the DSP thread an ``ActionNode`` does nothing: the control loop takes the results from
+ComputingState through the ResultFeed (firmware/actions/feed.py), so the DSP cost of the
 actions does not grow with their number. On the control loop (firmware/actions/control.py)
 the ``ActionHandler`` feeds its monitored nodes' results to its ``TriggerEngine``, records the
 history, and hands trigger/clear/repeat events to ``on_event`` one at a time, in order.
