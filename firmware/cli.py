@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="actions: how long to measure the latency")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--frames", type=int, default=200)
-    bench.add_argument("--rounds", type=int, default=None,
+    bench.add_argument("--rounds", type=_positive_int, default=None,
                        help="alternating rounds (7; python-actions: 20 sets of its three "
                        "DSP rounds of 1 s)")
     bench.add_argument("--clients", type=int, default=None,
@@ -290,6 +290,17 @@ def _cmd_calibrate(args: argparse.Namespace, out: TextIO) -> int:
         status = client.post("/api/v1/calibration/pressure", {"hpa": hpa})
         out.write(f"pressure: {status['pressure_hpa']} hPa\n")
     return EXIT_OK
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1 (a clear usage error otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is below 1")
+    return value
 
 
 def _number(text: str, name: str) -> float:

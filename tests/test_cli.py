@@ -67,6 +67,13 @@ def test_missing_config_file_is_a_clear_error(state_env, tmp_path):
     assert "nope.yaml" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_bench_rounds_below_one_is_a_usage_error(state_env):
+    for bad in ("0", "-1", "two"):
+        out = pafw(["bench", "python-actions", "--rounds", bad], state_env)
+        assert out.returncode == 2, bad
+        assert "--rounds" in out.stderr and "Traceback" not in out.stderr
+
+
 def test_simulate_then_analyze_recovers_the_truth(state_env, tmp_path):
     wav = tmp_path / "sim.wav"
     sim = pafw(["simulate", "--seconds", "6", "--out", str(wav),
